@@ -1,0 +1,24 @@
+"""gradlab: vanishing and exploding gradients, measured.
+
+The package behind the gradlab book. Everything a chapter computes lives
+here, so the book's notebooks stay short and the tools work on any
+``nn.Module``::
+
+    import gradlab as gl
+    DEVICE = gl.get_device()
+    X, y, X_test, y_test = gl.data.digits()
+    model = gl.models.MLP(64, 10, depth=20, width=64, activation="sigmoid")
+    gl.layer_grad_norms(model, X, y, "cross_entropy")
+"""
+
+from . import data, init, models
+from .device import configure_cpu, get_device
+from .grads import layer_grad_norms
+from .seed import seed_everything
+from .train import History, NonFiniteLossError, accuracy, fit
+
+__all__ = ["data", "init", "models", "configure_cpu", "get_device",
+           "layer_grad_norms", "seed_everything", "History",
+           "NonFiniteLossError", "accuracy", "fit"]
+
+__version__ = "0.1.0"

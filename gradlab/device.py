@@ -1,0 +1,98 @@
+"""Where tensors live and how the CPU is set up.
+
+Two facts measured on the book's 2-core CPU shape this module:
+
+* The book's models are tiny (widths of 32-256), so thread start-up costs more
+  than it saves: one thread ran them 2-8x faster than two. The thread count
+  also changes the last bits of float sums, so fixing it keeps runs repeatable.
+* A vanishing gradient is, by definition, tiny. Below ~1e-38 float32 numbers
+  become *denormal* and x86 CPUs handle them in slow microcode; a deep sigmoid
+  network then trains many times slower for no visible reason. Flushing
+  denormals to zero costs nothing we can measure in the results (a 1e-39
+  gradient is zero for every purpose here).
+
+Neither setting is applied on import: :func:`configure_cpu` does both,
+explicitly, and every notebook calls it in its first cell.
+``benchmarks/cpu_settings.py`` measures both effects.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["get_device", "configure_cpu"]
+
+_KNOWN_TYPES = ("cpu", "cuda")
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """Return the device to compute on.
+
+    The choice, in order: ``name`` if given, else ``$GRADLAB_DEVICE`` if set,
+    else ``cuda`` when a GPU is available, else ``cpu``.
+
+    Args:
+        name: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, or ``None``.
+
+    Returns:
+        A :class:`torch.device`.
+
+    Raises:
+        ValueError: the name is not a known device, or names a GPU that this
+            machine does not have.
+
+    Example:
+        >>> gl.get_device("cpu")
+        device(type='cpu')
+    """
+    source = "argument"
+    if name is None:
+        name = os.environ.get("GRADLAB_DEVICE") or None
+        source = "$GRADLAB_DEVICE"
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, (str, torch.device)):
+        raise ValueError(f"device must be a string such as 'cpu' or 'cuda', "
+                         f"got {name!r}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in _KNOWN_TYPES:
+        raise ValueError(f"unknown device {name!r} (from the {source}); "
+                         f"valid devices: 'cpu', 'cuda', 'cuda:N'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} (from the {source}) was asked "
+                             f"for, but torch.cuda.is_available() is False: "
+                             f"this torch build or machine has no CUDA GPU; "
+                             f"use 'cpu'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r} (from the {source}) does not "
+                             f"exist: this machine has {count} CUDA GPU(s), "
+                             f"valid indices 0..{count - 1}")
+    return device
+
+
+def configure_cpu(num_threads: int = 1, flush_denormal: bool = True) -> None:
+    """Set the process-wide CPU options the book runs under.
+
+    Args:
+        num_threads: intra-op threads for :func:`torch.set_num_threads`.
+            One is fastest for the book's small models and makes float sums
+            repeatable across machines with different core counts.
+        flush_denormal: treat denormal floats (|x| < 1.2e-38) as zero, via
+            :func:`torch.set_flush_denormal`. Avoids a large slow-down when
+            gradients vanish. Silently unsupported on CPUs without SSE3.
+
+    Raises:
+        ValueError: ``num_threads`` is not a positive integer.
+    """
+    if not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive int, got "
+                         f"{num_threads!r}")
+    torch.set_num_threads(num_threads)
+    torch.set_flush_denormal(flush_denormal)

@@ -1,0 +1,174 @@
+"""The book's models: a configurable MLP and a recurrent sequence model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .init import INITS, init_linear_
+
+__all__ = ["MLP", "SequenceModel", "ACTIVATIONS", "NORMS", "CELLS"]
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "identity")
+NORMS = (None, "batch", "layer")
+CELLS = ("rnn", "lstm", "gru")
+
+
+def _activation(name: str) -> nn.Module:
+    layers = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
+              "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU,
+              "identity": nn.Identity}
+    return layers[name]()
+
+
+class Block(nn.Module):
+    """One hidden layer: ``h = act(norm(W x + b))``, optionally ``x + h``.
+
+    The normalization sits between the affine map and the nonlinearity, as in
+    Ioffe & Szegedy (2015). With a norm layer the linear bias is dropped:
+    the norm's own shift makes it redundant.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, activation: str,
+                 norm: str | None, residual: bool, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=norm is None)
+        if norm == "batch":
+            self.norm = nn.BatchNorm1d(out_features)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_features)
+        else:
+            self.norm = nn.Identity()
+        self.act = _activation(activation)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, in]
+        h = self.drop(self.act(self.norm(self.linear(x))))  # [B, out]
+        return x + h if self.residual else h
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual}"
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron whose every gradient-relevant choice is a knob.
+
+    ``depth`` hidden layers of ``width`` units, then a linear head:
+
+    .. math::
+        h_0 = x, \\quad h_l = \\phi(\\mathrm{norm}(W_l h_{l-1} + b_l))
+        \\;[+\\, h_{l-1}], \\quad \\hat y = W_{\\text{out}} h_L + b_{\\text{out}}.
+
+    With ``residual=True`` every hidden layer whose input and output widths
+    agree (all but the first) computes ``h_{l-1} + f(h_{l-1})``, as in He et
+    al. (2016); the first layer changes the width and stays plain.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output (e.g. number of classes).
+        depth: number of hidden layers, at least 1.
+        width: units per hidden layer.
+        activation: ``sigmoid | tanh | relu | leaky_relu | gelu | identity``.
+        init: ``default | normal | xavier | kaiming | orthogonal``, applied to
+            every hidden layer (see :mod:`gradlab.init`). The head gets the
+            same scheme with the identity's gain.
+        init_std: standard deviation for ``init="normal"``.
+        norm: ``None``, ``"batch"`` or ``"layer"``.
+        residual: add skip connections around hidden layers 2..depth.
+        dropout: dropout probability after each activation, in [0, 1).
+        generator: optional source of randomness for the weights.
+
+    Attributes:
+        layers: ``nn.ModuleList`` of :class:`Block`, in forward order.
+        head: the output ``nn.Linear``.
+
+    Example:
+        >>> model = MLP(64, 10, depth=20, width=128, activation="tanh",
+        ...             init="xavier")
+        >>> model(torch.randn(32, 64)).shape
+        torch.Size([32, 10])
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, depth: int,
+                 width: int, activation: str = "relu", init: str = "kaiming",
+                 init_std: float | None = None, norm: str | None = None,
+                 residual: bool = False, dropout: float = 0.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_choice("init", init, INITS)
+        _check_choice("norm", norm, NORMS)
+        for name, value in (("in_features", in_features),
+                            ("out_features", out_features),
+                            ("depth", depth), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.layers = nn.ModuleList(
+            Block(in_features if i == 0 else width, width,
+                  activation=activation, norm=norm,
+                  residual=residual and i > 0, dropout=dropout)
+            for i in range(depth))
+        self.head = nn.Linear(width, out_features)
+        for block in self.layers:
+            init_linear_(block.linear, init, activation=activation,
+                         init_std=init_std, generator=generator)
+        init_linear_(self.head, init, activation="identity",
+                     init_std=init_std, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, in_features]
+        for block in self.layers:
+            x = block(x)                                   # [B, width]
+        return self.head(x)                                # [B, out_features]
+
+
+class SequenceModel(nn.Module):
+    """A recurrent network read out at its last time step.
+
+    ``cell`` picks torch's own ``nn.RNN`` (tanh), ``nn.LSTM``
+    (Hochreiter & Schmidhuber 1997) or ``nn.GRU`` (Cho et al. 2014). Unlike
+    the LSTM, ``nn.GRU`` returns ``(output, h_n)`` with no cell state; the
+    code reads ``output`` alone, which is right for all three.
+
+    Args:
+        cell: ``rnn | lstm | gru``.
+        input_size: features per time step.
+        hidden_size: units of the recurrent state.
+        output_size: size of the prediction.
+        num_layers: stacked recurrent layers.
+
+    Shape:
+        input ``[B, T, input_size]`` (batch first), output
+        ``[B, output_size]``.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int,
+                 output_size: int, *, num_layers: int = 1):
+        super().__init__()
+        _check_choice("cell", cell, CELLS)
+        for name, value in (("input_size", input_size),
+                            ("hidden_size", hidden_size),
+                            ("output_size", output_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.cell = cell
+        self.rnn = rnn(input_size, hidden_size, num_layers=num_layers,
+                       batch_first=True)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, input]
+        if x.dim() != 3:
+            raise ValueError(f"SequenceModel expects [batch, time, features], "
+                             f"got shape {tuple(x.shape)}")
+        output, _ = self.rnn(x)          # [B, T, hidden]; state unused
+        return self.head(output[:, -1])  # [B, output_size]
+
+
+def _check_choice(name: str, value, valid) -> None:
+    if value not in valid:
+        names = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"unknown {name} {value!r}; valid: {names}")
