@@ -11,14 +11,14 @@ here, so the book's notebooks stay short and the tools work on any
     gl.layer_grad_norms(model, X, y, "cross_entropy")
 """
 
-from . import data, init, models
+from . import activations, data, init, models, plots
 from .device import configure_cpu, get_device
-from .grads import layer_grad_norms
+from .grads import layer_grad_norms, profile_at_init
 from .seed import seed_everything
 from .train import History, NonFiniteLossError, accuracy, fit
 
-__all__ = ["data", "init", "models", "configure_cpu", "get_device",
-           "layer_grad_norms", "seed_everything", "History",
+__all__ = ["activations", "data", "init", "models", "configure_cpu", "get_device",
+           "layer_grad_norms", "plots", "profile_at_init", "seed_everything", "History",
            "NonFiniteLossError", "accuracy", "fit"]
 
 __version__ = "0.1.0"

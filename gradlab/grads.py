@@ -17,7 +17,8 @@ from torch import nn
 
 from .train import _loss_function
 
-__all__ = ["layer_grad_norms", "weight_parameters", "forward_order"]
+__all__ = ["layer_grad_norms", "weight_parameters", "forward_order",
+           "profile_at_init"]
 
 
 def weight_parameters(module: nn.Module):
@@ -116,3 +117,33 @@ def _device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def profile_at_init(inputs: torch.Tensor, targets: torch.Tensor, *,
+                    out_features: int, loss="cross_entropy", seed: int = 0,
+                    device=None, **mlp_kwargs) -> dict[str, float]:
+    """Build a freshly initialized :class:`~gradlab.models.MLP` and return
+    its :func:`layer_grad_norms`.
+
+    The weights come from a generator seeded with ``seed``, so the same
+    arguments give the same profile.
+
+    Args:
+        inputs: ``[n, in_features]`` batch.
+        targets: matching targets.
+        out_features: outputs of the MLP (classes, for cross-entropy).
+        loss: as in :func:`layer_grad_norms`.
+        seed: seed of the initial weights.
+        device: where to compute; ``None`` means :func:`get_device`.
+        **mlp_kwargs: ``depth``, ``width``, ``activation``, ``init``, ...
+
+    Returns:
+        ``{layer: ||dL/dW||}`` in forward order.
+    """
+    from .device import get_device
+    from .models import MLP
+
+    model = MLP(inputs.shape[1], out_features,
+                generator=torch.Generator().manual_seed(seed), **mlp_kwargs)
+    model.to(get_device(device))
+    return layer_grad_norms(model, inputs, targets, loss)

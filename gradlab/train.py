@@ -59,10 +59,12 @@ class NonFiniteLossError(FloatingPointError):
 
     def __init__(self, step: int, loss: float, history: History):
         self.step, self.loss, self.history = step, loss, history
+        n = len(history)
         super().__init__(
             f"loss became {loss} at step {step} (lr={history.config.get('lr')});"
-            f" the {len(history)} finite steps before it are in .history. "
-            f"Lower the learning rate or clip the gradient norm.")
+            f" the {n} finite step{'' if n == 1 else 's'} before it "
+            f"{'is' if n == 1 else 'are'} in .history. Lower the learning "
+            f"rate or clip the gradient norm.")
 
 
 def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,

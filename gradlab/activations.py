@@ -1,0 +1,98 @@
+"""Statistics of hidden activations: how many units are saturated or dead.
+
+A unit whose activation sits where the nonlinearity is flat passes almost no
+gradient back: ``sigma'(z) < 0.03`` once ``sigma(z)`` leaves [0.03, 0.97],
+and ``tanh'(z) < 0.06`` once ``|tanh(z)| > 0.97``. A ReLU unit that outputs
+zero on every input of a batch passes exactly none: it is *dead* for that
+batch (Lu et al. 2020 study how often this happens at init).
+
+The fractions below are computed from activations ``h`` of shape
+``[batch, units]`` (extra dimensions are flattened into units).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATION_TYPES", "activation_name", "dead_fraction",
+           "saturated_fraction",
+           "record_activations"]
+
+ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU,
+                    nn.ELU, nn.SiLU, nn.ReLU6, nn.Softplus)
+SATURATION = 0.97
+
+
+def dead_fraction(h: torch.Tensor) -> torch.Tensor:
+    """Fraction of units that are ``<= 0`` on every sample of the batch.
+
+    Args:
+        h: ``[batch, units, ...]`` activations of a ReLU-family layer.
+
+    Returns:
+        A 0-d tensor in [0, 1], on ``h``'s device (no host sync).
+    """
+    return (h.flatten(1) <= 0).all(dim=0).float().mean()
+
+
+def saturated_fraction(h: torch.Tensor, activation: str) -> torch.Tensor:
+    """Fraction of activations in the flat tails of a squashing function.
+
+    ``tanh``: ``|h| > 0.97``; ``sigmoid``: ``h < 0.03`` or ``h > 0.97``.
+    Any other activation has no flat tail in this sense and gives 0.
+
+    Args:
+        h: activations of any shape.
+        activation: ``"tanh"``, ``"sigmoid"`` or another name.
+
+    Returns:
+        A 0-d tensor in [0, 1], on ``h``'s device.
+    """
+    if activation == "tanh":
+        return (h.abs() > SATURATION).float().mean()
+    if activation == "sigmoid":
+        return ((h - 0.5).abs() > SATURATION - 0.5).float().mean()
+    return h.new_zeros(())
+
+
+def activation_name(module: nn.Module) -> str:
+    """``nn.Tanh()`` -> ``"tanh"``, ``nn.LeakyReLU()`` -> ``"leaky_relu"``."""
+    names = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu",
+             nn.LeakyReLU: "leaky_relu", nn.GELU: "gelu"}
+    return names.get(type(module), type(module).__name__.lower())
+
+
+@contextmanager
+def record_activations(model: nn.Module):
+    """Keep the outputs of every activation module during the ``with``.
+
+    Yields a dict ``{module name: last output}`` (detached), filled by
+    forward hooks on the model's activation modules (:data:`ACTIVATION_TYPES`,
+    in forward order of registration). Activations applied as functions
+    (``torch.relu(x)``) have no module and are not seen. The hooks are
+    removed on exit, also when the body raises.
+
+    Example:
+        >>> with record_activations(model) as acts:
+        ...     model(X)
+        >>> {name: dead_fraction(h) for name, h in acts.items()}
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(name):
+        def hook(module, args, output):
+            outputs[name] = output.detach()
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if isinstance(module, ACTIVATION_TYPES):
+                handles.append(module.register_forward_hook(make_hook(name)))
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()

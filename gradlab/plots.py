@@ -1,0 +1,90 @@
+"""Figures of the book. Each ``plot_*`` draws data it is given on an Axes
+and returns it; nothing here computes a gradient.
+
+One look for every chapter: a fixed colour per activation, log axes for
+quantities that span orders of magnitude, light grids, labelled axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+
+__all__ = ["COLORS", "plot_grad_profile", "plot_curves"]
+
+# One colour per activation (and per init family), the same in every chapter.
+COLORS = {"sigmoid": "#d62728", "tanh": "#1f77b4", "relu": "#2ca02c",
+          "leaky_relu": "#17becf", "gelu": "#9467bd", "identity": "#7f7f7f"}
+
+
+def _axes(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def _loggable(values, log: bool):
+    """Zeros and negatives as NaN, so a log-scale line ends instead of
+    plunging to the axis (a vanishing gradient can underflow to 0.0)."""
+    values = [float(v) for v in values]
+    return [v if v > 0 or not log else math.nan for v in values]
+
+
+def plot_grad_profile(norms: dict[str, float], ax=None, *, label=None,
+                      color=None, **line_kwargs):
+    """Draw per-layer gradient norms against layer index, on a log scale.
+
+    Args:
+        norms: ``{layer: norm}`` in forward order, as returned by
+            :func:`gradlab.layer_grad_norms`. Layer 1 is nearest the input.
+        ax: Axes to draw on; a new figure when ``None``.
+        label, color, **line_kwargs: passed to ``ax.plot``.
+
+    Returns:
+        The Axes. Zero norms (underflow) cannot be drawn on a log axis and
+        are left out of the line.
+    """
+    ax = _axes(ax)
+    layers = range(1, len(norms) + 1)
+    ax.plot(layers, _loggable(norms.values(), True), marker="o", markersize=2.5,
+            label=label, color=color, **line_kwargs)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = nearest the input)")
+    ax.set_ylabel(r"$\|\partial L / \partial W_l\|$")
+    return ax
+
+
+def plot_curves(x, curves: dict[str, list[float]], ax=None, *, xlabel: str,
+                ylabel: str, logx: bool = False, logy: bool = False,
+                colors: dict[str, str] | None = None, **line_kwargs):
+    """Draw several named curves over a shared x.
+
+    Args:
+        x: the shared abscissa.
+        curves: ``{label: ys}``, one line each.
+        ax: Axes to draw on; a new figure when ``None``.
+        xlabel, ylabel: axis labels.
+        logx, logy: log scales.
+        colors: optional ``{label: colour}``; labels found in
+            :data:`COLORS` get their activation's colour by default.
+
+    Returns:
+        The Axes.
+    """
+    ax = _axes(ax)
+    colors = {**COLORS, **(colors or {})}
+    line_kwargs = {"marker": "o", "markersize": 3, **line_kwargs}
+    for label, ys in curves.items():
+        ax.plot(x, _loggable(ys, logy), label=label, color=colors.get(label),
+                **line_kwargs)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(curves) > 1:
+        ax.legend(frameon=False)
+    return ax
