@@ -70,7 +70,7 @@ def record_activations(model: nn.Module):
     """Keep the outputs of every activation module during the ``with``.
 
     Yields a dict ``{module name: last output}`` (detached), filled by
-    forward hooks on the model's activation modules (:data:`ACTIVATION_TYPES`,
+    forward hooks on the model's activation modules (``ACTIVATION_TYPES``,
     in forward order of registration). Activations applied as functions
     (``torch.relu(x)``) have no module and are not seen. The hooks are
     removed on exit, also when the body raises.

@@ -1,19 +1,23 @@
 """Where tensors live and how the CPU is set up.
 
-Two facts measured on the book's 2-core CPU shape this module:
+Two CPU settings shape the book's run times and results:
 
-* The book's models are tiny (widths of 32-256), so thread start-up costs more
-  than it saves: one thread ran them 2-8x faster than two. The thread count
-  also changes the last bits of float sums, so fixing it keeps runs repeatable.
-* A vanishing gradient is, by definition, tiny. Below ~1e-38 float32 numbers
-  become *denormal* and x86 CPUs handle them in slow microcode; a deep sigmoid
-  network then trains many times slower for no visible reason. Flushing
-  denormals to zero costs nothing we can measure in the results (a 1e-39
-  gradient is zero for every purpose here).
+* Threads. The thread count changes the order of float sums and so the last
+  bits of every result; fixing it at one keeps runs repeatable. Speed
+  depends on model size: ``benchmarks/cpu_settings.py`` measured a training
+  step of the book's smallest models (width 32, batch 32) 1.1-1.6x faster on one
+  thread than on two on a 2-core AMD EPYC, and a width-256 MLP 1.6x slower
+  (DESIGN.md reports 2-8x gains for the tiny models on another 2-core CPU).
+  The book's models are small, so one thread is the default here.
+* Denormals. A vanishing gradient is tiny. Below ~1.2e-38 float32 numbers
+  become *denormal*, and many x86 cores (notably Intel's) process them in
+  slow microcode, so a deep sigmoid network can train many times slower for
+  no visible reason. Flushing them to zero removes that risk; a gradient of
+  1e-39 is zero for every purpose here. On the AMD EPYC the benchmark ran
+  on, it made no measurable difference (1.0x).
 
 Neither setting is applied on import: :func:`configure_cpu` does both,
 explicitly, and every notebook calls it in its first cell.
-``benchmarks/cpu_settings.py`` measures both effects.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def configure_cpu(num_threads: int = 1, flush_denormal: bool = True) -> None:
         num_threads: intra-op threads for :func:`torch.set_num_threads`.
             One is fastest for the book's small models and makes float sums
             repeatable across machines with different core counts.
-        flush_denormal: treat denormal floats (|x| < 1.2e-38) as zero, via
+        flush_denormal: treat denormal floats (``|x| < 1.2e-38``) as zero, via
             :func:`torch.set_flush_denormal`. Avoids a large slow-down when
             gradients vanish. Silently unsupported on CPUs without SSE3.
 

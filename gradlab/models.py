@@ -71,7 +71,7 @@ class MLP(nn.Module):
         width: units per hidden layer.
         activation: ``sigmoid | tanh | relu | leaky_relu | gelu | identity``.
         init: ``default | normal | xavier | kaiming | orthogonal``, applied to
-            every hidden layer (see :mod:`gradlab.init`). The head gets the
+            every hidden layer (see ``gradlab.init``). The head gets the
             same scheme with the identity's gain.
         init_std: standard deviation for ``init="normal"``.
         norm: ``None``, ``"batch"`` or ``"layer"``.
@@ -80,7 +80,7 @@ class MLP(nn.Module):
         generator: optional source of randomness for the weights.
 
     Attributes:
-        layers: ``nn.ModuleList`` of :class:`Block`, in forward order.
+        layers: ``nn.ModuleList`` of ``Block`` modules, in forward order.
         head: the output ``nn.Linear``.
 
     Example:

@@ -40,7 +40,7 @@ def plot_grad_profile(norms: dict[str, float], ax=None, *, label=None,
         norms: ``{layer: norm}`` in forward order, as returned by
             :func:`gradlab.layer_grad_norms`. Layer 1 is nearest the input.
         ax: Axes to draw on; a new figure when ``None``.
-        label, color, **line_kwargs: passed to ``ax.plot``.
+        label, color, line_kwargs: passed to ``ax.plot``.
 
     Returns:
         The Axes. Zero norms (underflow) cannot be drawn on a log axis and
@@ -68,7 +68,7 @@ def plot_curves(x, curves: dict[str, list[float]], ax=None, *, xlabel: str,
         xlabel, ylabel: axis labels.
         logx, logy: log scales.
         colors: optional ``{label: colour}``; labels found in
-            :data:`COLORS` get their activation's colour by default.
+            ``COLORS`` get their activation's colour by default.
 
     Returns:
         The Axes.

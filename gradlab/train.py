@@ -106,7 +106,7 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
         weight_decay: L2 penalty coefficient handed to the optimizer.
         accumulate: micro-batches per step; must divide ``batch_size``.
         clip_norm: maximum total gradient norm, or ``None``.
-        monitor: a :class:`gradlab.GradientMonitor` (or anything with a
+        monitor: a ``gradlab.GradientMonitor`` (or anything with a
             ``step()`` method), called after every optimizer step.
         generator: source of the batch order; ``None`` draws a seed from
             torch's global generator, so ``seed_everything`` fixes it.
