@@ -13,12 +13,15 @@ here, so the book's notebooks stay short and the tools work on any
 
 from . import activations, data, init, models, plots
 from .device import configure_cpu, get_device
+from .diagnose import Report, diagnose
 from .grads import layer_grad_norms, profile_at_init
+from .monitor import GradientMonitor, MonitorRecord
 from .seed import seed_everything
 from .train import History, NonFiniteLossError, accuracy, fit
 
 __all__ = ["activations", "data", "init", "models", "configure_cpu", "get_device",
-           "layer_grad_norms", "plots", "profile_at_init", "seed_everything", "History",
+           "layer_grad_norms", "diagnose", "Report", "GradientMonitor",
+           "MonitorRecord", "plots", "profile_at_init", "seed_everything", "History",
            "NonFiniteLossError", "accuracy", "fit"]
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import math
 
 import matplotlib.pyplot as plt
 
-__all__ = ["COLORS", "plot_grad_profile", "plot_curves"]
+__all__ = ["COLORS", "plot_grad_profile", "plot_curves", "plot_report"]
 
 # One colour per activation (and per init family), the same in every chapter.
 COLORS = {"sigmoid": "#d62728", "tanh": "#1f77b4", "relu": "#2ca02c",
@@ -87,4 +87,20 @@ def plot_curves(x, curves: dict[str, list[float]], ax=None, *, xlabel: str,
     ax.set_ylabel(ylabel)
     if len(curves) > 1:
         ax.legend(frameon=False)
+    return ax
+
+
+def plot_report(report, ax=None):
+    """Draw a :class:`gradlab.diagnose.Report`: per-layer weight-gradient
+    norms (weight-matrix layers) on a log scale, the verdict as title.
+
+    Returns:
+        The Axes.
+    """
+    rows = [r for r in report.rows if r["ratio_to_last"] == r["ratio_to_last"]]
+    ax = plot_grad_profile({r["layer"]: r["grad_norm"] for r in rows}, ax=ax,
+                           color="k")
+    colour = {"healthy": "#2ca02c", "vanishing": "#1f77b4",
+              "exploding": "#d62728"}[report.verdict]
+    ax.set_title(f"verdict: {report.verdict}", color=colour)
     return ax

@@ -1,0 +1,197 @@
+"""A one-batch health check of any model's gradients, with a verdict."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .monitor import GradientMonitor
+from .train import _loss_function
+
+__all__ = ["diagnose", "Report", "VANISHING_RATIO", "EXPLODING_RATIO",
+           "EXPLODING_GRAD_TO_WEIGHT"]
+
+# A layer whose gradient is 1000x smaller than the last layer's moves 1000x
+# more slowly under one shared learning rate: at the ~1e-3 update:data ratio
+# that suits the last layer, it needs ~1e6 steps to change by its own size.
+VANISHING_RATIO = 1e-3
+# The mirror image: the first layer would move 1000x faster than the last.
+EXPLODING_RATIO = 1e3
+# ||dL/dW|| / ||W|| > 100: one SGD step at any lr >= 0.01 changes the layer
+# by more than its own norm (update:data ratio > 1, 1000x the healthy 1e-3).
+EXPLODING_GRAD_TO_WEIGHT = 1e2
+
+COLUMNS = ("layer", "activation", "grad_norm", "ratio_to_last",
+           "out_grad_norm", "grad_to_weight", "act_mean", "act_std",
+           "saturated", "dead")
+
+
+@dataclass
+class Report:
+    """Per-layer gradient table of one batch and a verdict.
+
+    Attributes:
+        rows: one dict per layer, forward order, keys :data:`COLUMNS`.
+            ``ratio_to_last`` divides by the last weight-matrix layer's
+            gradient norm (norm layers, whose weights are 1-D gains, get
+            NaN). ``saturated``/``dead`` are NaN where they do not apply.
+        verdict: ``"vanishing"``, ``"exploding"`` or ``"healthy"``.
+        reason: one sentence with the numbers behind the verdict.
+    """
+
+    rows: list
+    verdict: str
+    reason: str
+    thresholds: dict = field(default_factory=lambda: dict(
+        vanishing_ratio=VANISHING_RATIO, exploding_ratio=EXPLODING_RATIO,
+        exploding_grad_to_weight=EXPLODING_GRAD_TO_WEIGHT))
+
+    def __str__(self) -> str:
+        header = ["layer", "act", "|dL/dW|", "/last", "|dL/dh|", "|g|/|W|",
+                  "mean", "std", "sat", "dead"]
+        lines = [[r["layer"], r["activation"] or "-"] +
+                 [_fmt(r[c]) for c in COLUMNS[2:]] for r in self.rows]
+        widths = [max(len(str(x)) for x in col)
+                  for col in zip(header, *lines)]
+        out = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths))
+               for row in [header, *lines]]
+        return "\n".join(out + [f"verdict: {self.verdict} ({self.reason})"])
+
+    def _repr_html_(self) -> str:
+        colour = {"healthy": "#2ca02c", "vanishing": "#1f77b4",
+                  "exploding": "#d62728"}[self.verdict]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>"
+                             for c in COLUMNS) + "</tr>" for r in self.rows)
+        return (f"<p><b style='color:{colour}'>{self.verdict}</b>: "
+                f"{html.escape(self.reason)}</p><table><thead><tr>{head}"
+                f"</tr></thead><tbody>{body}</tbody></table>")
+
+    def plot(self, ax=None):
+        """Draw the per-layer gradient norms with the verdict as title."""
+        from .plots import plot_report
+        return plot_report(self, ax=ax)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, str):
+        return value or "-"
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.3g}"
+
+
+def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+             loss) -> Report:
+    """Measure one batch's per-layer gradients and say whether they vanish.
+
+    One forward and one backward pass under a :class:`GradientMonitor`; the
+    model's ``.grad`` fields and mode (train/eval) are left as they were.
+
+    The verdict, checked in this order, on the layers with weight matrices
+    (first = nearest the input, last = nearest the loss):
+
+    * ``exploding`` if a gradient is not finite, or some layer has
+      ``||dL/dW|| / ||W|| > 100`` (one SGD step at lr >= 0.01 would move it
+      by more than its own size), or ``||g_first|| / ||g_last|| > 1e3``;
+    * ``vanishing`` if ``||g_first|| / ||g_last|| < 1e-3`` (the first layer
+      learns over 1000x more slowly than the last with one learning rate);
+    * ``healthy`` otherwise.
+
+    These are rules of thumb for a network at or near initialization, from
+    one batch. They can miss a problem (a tanh network in its saturated,
+    chaotic regime can have a first/last ratio of a few hundred) and they
+    say nothing about whether the model will fit the data.
+
+    Args:
+        model: any ``nn.Module`` with Linear, Conv, RNN or norm layers.
+        inputs: a batch the model accepts (moved to the model's device).
+        targets: the matching targets.
+        loss: ``"cross_entropy"``, ``"mse"`` or a callable.
+
+    Returns:
+        :class:`Report`; ``print`` it for a table, or display it in Jupyter.
+
+    Example:
+        >>> report = gl.diagnose(model, X[:256], y[:256], "cross_entropy")
+        >>> report.verdict
+        'vanishing'
+    """
+    loss_fn = _loss_function(loss)
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    saved = [p.grad for p in params]
+    try:
+        for p in params:
+            p.grad = None
+        with GradientMonitor(model) as monitor:
+            loss_fn(model(inputs.to(device)), targets.to(device)).backward()
+            monitor.step()
+        record = monitor.record()
+        modules = dict(model.named_modules())
+        weight_norms = [_weight_norm(modules[name]) for name in record.layers]
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+    return _report(record, weight_norms)
+
+
+def _weight_norm(module: nn.Module) -> float:
+    sq = sum(p.detach().pow(2).sum().item()
+             for name, p in module.named_parameters(recurse=False)
+             if name.startswith("weight"))
+    return math.sqrt(sq)
+
+
+def _report(record, weight_norms) -> Report:
+    g = record.grad_norm[0].tolist()
+    is_matrix = record.has_matrix
+    matrix = [i for i, m in enumerate(is_matrix) if m]
+    last = g[matrix[-1]] if matrix else math.nan
+    rows = []
+    for i, name in enumerate(record.layers):
+        ratio = g[i] / last if is_matrix[i] and last > 0 else math.nan
+        rows.append(dict(
+            layer=name, activation=record.activations[i], grad_norm=g[i],
+            ratio_to_last=ratio,
+            out_grad_norm=record.out_grad_norm[0, i].item(),
+            grad_to_weight=g[i] / weight_norms[i] if weight_norms[i] > 0
+            else math.nan,
+            act_mean=record.act_mean[0, i].item(),
+            act_std=record.act_std[0, i].item(),
+            saturated=record.saturated[0, i].item(),
+            dead=record.dead[0, i].item()))
+    verdict, reason = _verdict(rows, matrix, g)
+    return Report(rows=rows, verdict=verdict, reason=reason)
+
+
+def _verdict(rows, matrix, g):
+    if not matrix:
+        return "healthy", "no weight-matrix layer to compare"
+    if not all(math.isfinite(v) for v in g):
+        bad = [r["layer"] for r, v in zip(rows, g) if not math.isfinite(v)]
+        return "exploding", f"non-finite gradient in {', '.join(bad)}"
+    worst = max(matrix, key=lambda i: _nan_to(rows[i]["grad_to_weight"]))
+    gw = rows[worst]["grad_to_weight"]
+    if gw > EXPLODING_GRAD_TO_WEIGHT:
+        return "exploding", (f"|dL/dW|/|W| = {gw:.3g} in {rows[worst]['layer']}"
+                             f" > {EXPLODING_GRAD_TO_WEIGHT:g}")
+    ratio = rows[matrix[0]]["ratio_to_last"]
+    first, last = rows[matrix[0]]["layer"], rows[matrix[-1]]["layer"]
+    text = f"|g| of {first} / |g| of {last} = {ratio:.3g}"
+    if ratio > EXPLODING_RATIO:
+        return "exploding", f"{text} > {EXPLODING_RATIO:g}"
+    if ratio < VANISHING_RATIO:
+        return "vanishing", f"{text} < {VANISHING_RATIO:g}"
+    return "healthy", (f"{text}, max |g|/|W| = {gw:.3g}; within "
+                       f"[{VANISHING_RATIO:g}, {EXPLODING_RATIO:g}] and "
+                       f"<= {EXPLODING_GRAD_TO_WEIGHT:g}")
+
+
+def _nan_to(value, default=-math.inf):
+    return default if math.isnan(value) else value

@@ -1,0 +1,64 @@
+import math
+
+import pytest
+import torch
+
+import gradlab as gl
+
+
+def _diagnose(digits, **kw):
+    X, y, _, _ = digits
+    model = gl.models.MLP(64, 10, width=64,
+                          generator=torch.Generator().manual_seed(0), **kw)
+    return gl.diagnose(model, X[:256], y[:256], "cross_entropy")
+
+
+def test_deep_sigmoid_vanishes(digits):
+    report = _diagnose(digits, depth=30, activation="sigmoid", init="default")
+    assert report.verdict == "vanishing", report.reason
+
+
+def test_kaiming_relu_with_batch_norm_is_healthy(digits):
+    report = _diagnose(digits, depth=30, activation="relu", init="kaiming",
+                       norm="batch")
+    assert report.verdict == "healthy", report.reason
+
+
+def test_large_linear_init_explodes(digits):
+    report = _diagnose(digits, depth=30, activation="identity",
+                       init="normal", init_std=3 / math.sqrt(64))
+    assert report.verdict == "exploding", report.reason
+
+
+def test_report_rows_text_and_html(digits):
+    report = _diagnose(digits, depth=3, activation="tanh", norm="layer")
+    assert [r["layer"] for r in report.rows][:2] == ["layers.0.linear",
+                                                     "layers.0.norm"]
+    head = report.rows[-1]
+    assert head["layer"] == "head" and head["ratio_to_last"] == 1.0
+    assert math.isnan(report.rows[1]["ratio_to_last"])  # a 1-D gain
+    text = str(report)
+    assert "verdict: healthy" in text and "layers.2.norm" in text
+    assert "<table>" in report._repr_html_()
+
+
+def test_diagnose_leaves_grads_and_mode_alone(digits):
+    X, y, _, _ = digits
+    model = gl.models.MLP(64, 10, depth=2, width=8, dropout=0.5)
+    model.eval()
+    marker = torch.full_like(model.head.weight, 7.0)
+    model.head.weight.grad = marker.clone()
+    gl.diagnose(model, X[:32], y[:32], "cross_entropy")
+    assert torch.equal(model.head.weight.grad, marker)
+    assert model.layers[0].linear.weight.grad is None
+    assert not model.training
+
+
+def test_diagnose_any_module(digits):
+    X, y, _, _ = digits
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(),
+                                torch.nn.Linear(32, 10))
+    report = gl.diagnose(model, X[:64], y[:64], "cross_entropy")
+    assert [r["layer"] for r in report.rows] == ["0", "2"]
+    assert report.rows[0]["activation"] == "tanh"
+    assert report.verdict == "healthy"

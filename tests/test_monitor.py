@@ -1,0 +1,125 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradlab as gl
+
+
+def _mlp(**kw):
+    kw = {"depth": 4, "width": 16, "activation": "tanh", **kw}
+    return gl.models.MLP(64, 10, generator=torch.Generator().manual_seed(0),
+                         **kw)
+
+
+def _hand_loop(model, X, y, steps, monitor, lr=0.1):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    seen = []
+    for step in range(steps):
+        batch = slice(32 * step, 32 * step + 32)
+        opt.zero_grad()
+        out = model(X[batch])
+        out.retain_grad()
+        nn.functional.cross_entropy(out, y[batch]).backward()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt.step()
+        seen.append(({n: p.grad.norm().item()
+                      for n, p in model.named_parameters()}, before,
+                     out.grad.norm().item()))
+        monitor.step()
+    return seen
+
+
+def test_recorded_norms_equal_grad_norms_by_hand(digits):
+    X, y, _, _ = digits
+    model = _mlp()
+    with gl.GradientMonitor(model) as monitor:
+        seen = _hand_loop(model, X, y, 3, monitor)
+    record = monitor.record()
+    assert record.layers == [f"layers.{i}.linear" for i in range(4)] + ["head"]
+    assert record.activations == ["tanh"] * 4 + [""]
+    assert record.grad_norm.shape == (3, 5)
+    for step, (grads, before, out_grad) in enumerate(seen):
+        for j, layer in enumerate(record.layers):
+            want = grads[f"{layer}.weight"]
+            assert record.grad_norm[step, j].item() == pytest.approx(
+                want, rel=1e-5)
+        # the head's output is the logits: its gradient we kept by hand
+        assert record.out_grad_norm[step, -1].item() == pytest.approx(
+            out_grad, rel=1e-5)
+        w_after = dict(model.named_parameters())["head.weight"] if \
+            step == len(seen) - 1 else seen[step + 1][1]["head.weight"]
+        w_before = before["head.weight"]
+        ratio = ((w_after - w_before).norm() / w_before.norm()).item()
+        assert record.update_ratio[step, -1].item() == pytest.approx(
+            ratio, rel=1e-4)
+
+
+def test_activation_statistics_match_by_hand(digits):
+    X, y, _, _ = digits
+    model = _mlp(activation="relu", init="kaiming", depth=3)
+    with gl.GradientMonitor(model) as monitor, \
+            gl.activations.record_activations(model) as acts:
+        nn.functional.cross_entropy(model(X[:64]), y[:64]).backward()
+        monitor.step()
+    record = monitor.record()
+    for j, h in enumerate(acts.values()):
+        assert record.act_mean[0, j].item() == pytest.approx(h.mean().item())
+        assert record.act_std[0, j].item() == pytest.approx(h.std().item())
+        assert record.dead[0, j].item() == (h <= 0).all(0).float().mean()
+    assert math.isnan(record.saturated[0, 0].item())  # ReLU does not saturate
+
+
+def test_hooks_removed_when_the_body_raises(digits):
+    X, y, _, _ = digits
+    model = _mlp()
+    with pytest.raises(ZeroDivisionError):
+        with gl.GradientMonitor(model) as monitor:
+            nn.functional.cross_entropy(model(X[:8]), y[:8]).backward()
+            1 / 0
+    assert not monitor.active
+    assert all(not m._forward_hooks for m in model.modules())
+    monitor.remove()  # safe twice
+    with pytest.raises(RuntimeError, match="outside its `with`"):
+        monitor.step()
+
+
+def test_every_records_one_step_in_k(digits):
+    X, y, _, _ = digits
+    model = _mlp()
+    with gl.GradientMonitor(model, every=3, capacity=1) as monitor:
+        history = gl.fit(model, (X, y), loss="cross_entropy", steps=10,
+                         batch_size=32, lr=0.1, monitor=monitor,
+                         device="cpu", progress=False)
+    record = monitor.record()
+    assert record.steps.tolist() == [0, 3, 6, 9]   # capacity grew from 1
+    assert torch.isfinite(record.grad_norm).all()
+    assert torch.isfinite(record.update_ratio).all()
+    assert len(history) == 10
+
+
+def test_any_module_conv_and_gru(generator):
+    conv = nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 6, 2))
+    with gl.GradientMonitor(conv) as monitor:
+        nn.functional.cross_entropy(conv(torch.randn(5, 1, 8)),
+                                    torch.tensor([0, 1, 0, 1, 1])).backward()
+        monitor.step()
+    record = monitor.record()
+    assert record.layers == ["0", "3"] and record.activations == ["relu", ""]
+    x, y = gl.data.adding_problem(8, 12, generator=generator)
+    gru = gl.models.SequenceModel("gru", 2, 8, 1)
+    with gl.GradientMonitor(gru) as monitor:
+        nn.functional.mse_loss(gru(x), y).backward()
+        monitor.step()
+    record = monitor.record()
+    assert record.layers == ["rnn", "head"]
+    want = torch.cat([gru.rnn.weight_ih_l0.grad.flatten(),
+                      gru.rnn.weight_hh_l0.grad.flatten()]).norm().item()
+    assert record.grad_norm[0, 0].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_no_layers_is_an_error():
+    with pytest.raises(ValueError, match="no layer the monitor tracks"):
+        gl.GradientMonitor(nn.ReLU())
