@@ -19,6 +19,7 @@ from torch import nn
 
 __all__ = ["ACTIVATION_TYPES", "activation_name", "dead_count",
            "dead_fraction", "saturated_count", "saturated_fraction",
+           "activation_histograms",
            "record_activations"]
 
 ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU,
@@ -117,3 +118,39 @@ def record_activations(model: nn.Module):
     finally:
         for h in handles:
             h.remove()
+
+
+@torch.no_grad()
+def activation_histograms(model: nn.Module, inputs: torch.Tensor, *,
+                          bins: int = 60, value_range=None) -> dict:
+    """Histogram every activation module's output on one batch.
+
+    The picture of Glorot & Bengio (2010, figs. 6-7): one histogram per
+    layer shows where the activations sit (the linear middle of tanh, its
+    flat tails, ReLU's zero).
+
+    Args:
+        model: any ``nn.Module`` with activation modules.
+        inputs: one batch, moved to the model's device.
+        bins: number of equal-width bins.
+        value_range: ``(low, high)``; default: the range of all activations.
+
+    Returns:
+        ``{"edges": [bins + 1] tensor, "counts": {name: [bins] tensor}}``,
+        counts as fractions of each layer's activations, on the CPU.
+    """
+    device = next(model.parameters()).device
+    with record_activations(model) as acts:
+        model(inputs.to(device))
+    if not acts:
+        raise ValueError(f"{type(model).__name__} has no activation module "
+                         f"({', '.join(t.__name__ for t in ACTIVATION_TYPES)})")
+    values = {name: h.float().flatten().cpu() for name, h in acts.items()}
+    if value_range is None:
+        value_range = (min(v.min().item() for v in values.values()),
+                       max(v.max().item() for v in values.values()))
+    low, high = value_range
+    edges = torch.linspace(low, high, bins + 1)
+    counts = {name: torch.histc(v, bins=bins, min=low, max=high) / v.numel()
+              for name, v in values.items()}
+    return {"edges": edges, "counts": counts}

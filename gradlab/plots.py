@@ -11,7 +11,9 @@ import math
 
 import matplotlib.pyplot as plt
 
-__all__ = ["COLORS", "plot_grad_profile", "plot_curves", "plot_report"]
+__all__ = ["COLORS", "plot_grad_profile", "plot_curves", "plot_report",
+           "plot_grad_heatmap", "plot_update_ratio", "plot_activation_hist",
+           "plot_training_curves"]
 
 # One colour per activation (and per init family), the same in every chapter.
 COLORS = {"sigmoid": "#d62728", "tanh": "#1f77b4", "relu": "#2ca02c",
@@ -104,3 +106,107 @@ def plot_report(report, ax=None):
               "exploding": "#d62728"}[report.verdict]
     ax.set_title(f"verdict: {report.verdict}", color=colour)
     return ax
+
+
+def _layer_colors(n: int):
+    return plt.cm.viridis([i / max(n - 1, 1) for i in range(n)])
+
+
+def _layer_key(ax):
+    ax.text(0.99, 0.02, "dark: layer 1 (input side), light: last layer",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+            color="0.3")
+
+
+def plot_grad_heatmap(record, ax=None, *, metric: str = "grad_norm"):
+    """Draw a layer x step heatmap of ``log10`` of a monitored metric.
+
+    Args:
+        record: a :class:`gradlab.MonitorRecord`.
+        ax: Axes to draw on; a new figure when ``None``.
+        metric: ``"grad_norm"`` (default), ``"out_grad_norm"`` or
+            ``"update_ratio"``.
+
+    Returns:
+        The Axes (the colour bar is attached to its figure).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    values = getattr(record, metric).T.clamp_min(1e-45).log10()  # [L, T]
+    steps = record.steps.tolist()
+    image = ax.imshow(values, aspect="auto", origin="lower",
+                      interpolation="nearest", cmap="magma",
+                      extent=(steps[0] - 0.5, steps[-1] + 0.5,
+                              0.5, len(record.layers) + 0.5))
+    ax.figure.colorbar(image, ax=ax, label=f"log10 {metric}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("layer (1 = input side)")
+    return ax
+
+
+def plot_update_ratio(record, ax=None, *, reference: float = 1e-3):
+    """Draw each layer's update:data ratio over steps, log scale, with the
+    ``1e-3`` rule-of-thumb line (Karpathy, makemore part 3).
+
+    Args:
+        record: a :class:`gradlab.MonitorRecord`.
+        ax: Axes to draw on; a new figure when ``None``.
+        reference: where to draw the dashed reference line.
+
+    Returns:
+        The Axes.
+    """
+    ax = _axes(ax)
+    ratios = record.update_ratio
+    steps = record.steps.tolist()
+    for j, color in enumerate(_layer_colors(len(record.layers))):
+        ax.plot(steps, _loggable(ratios[:, j].tolist(), True), color=color,
+                lw=1, label=record.layers[j])
+    ax.axhline(reference, color="k", ls="--", lw=1)
+    _layer_key(ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(r"$\|\Delta W\| / \|W\|$")
+    return ax
+
+
+def plot_activation_hist(hist: dict, ax=None):
+    """Draw per-layer activation histograms as overlaid lines, first layer
+    dark, last layer light (Glorot & Bengio 2010, figs. 6-7).
+
+    Args:
+        hist: the output of
+            :func:`gradlab.activations.activation_histograms`.
+        ax: Axes to draw on; a new figure when ``None``.
+
+    Returns:
+        The Axes.
+    """
+    ax = _axes(ax)
+    edges = hist["edges"]
+    centres = ((edges[1:] + edges[:-1]) / 2).tolist()
+    counts = hist["counts"]
+    for (name, c), color in zip(counts.items(), _layer_colors(len(counts))):
+        ax.plot(centres, c.tolist(), color=color, lw=1.2, label=name)
+    _layer_key(ax)
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("fraction of activations")
+    return ax
+
+
+def plot_training_curves(histories: dict, ax=None, *, logy: bool = True):
+    """Draw the training loss of one or more :class:`gradlab.History`.
+
+    Args:
+        histories: ``{label: History}``.
+        ax: Axes to draw on; a new figure when ``None``.
+        logy: log-scale loss axis.
+
+    Returns:
+        The Axes.
+    """
+    curves = {label: h.loss for label, h in histories.items()}
+    longest = max(len(c) for c in curves.values())
+    padded = {k: c + [math.nan] * (longest - len(c)) for k, c in curves.items()}
+    return plot_curves(range(longest), padded, ax=ax, xlabel="step",
+                       ylabel="training loss", logy=logy, marker=None)

@@ -123,3 +123,30 @@ def test_any_module_conv_and_gru(generator):
 def test_no_layers_is_an_error():
     with pytest.raises(ValueError, match="no layer the monitor tracks"):
         gl.GradientMonitor(nn.ReLU())
+
+
+def test_sampled_estimates_are_close_to_exact(digits):
+    """Layers above 4,096 weights get a sampled update ratio and batches
+    above 64 rows sampled activation moments; both must stay close."""
+    X, y, _, _ = digits
+    model = gl.models.MLP(64, 10, depth=2, width=256, activation="tanh",
+                          generator=torch.Generator().manual_seed(3))
+    big = model.layers[1].linear.weight            # 65,536 entries
+    before = big.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    with gl.GradientMonitor(model) as monitor, \
+            gl.activations.record_activations(model) as acts:
+        for _ in range(2):  # momentum: the update is not just lr * grad
+            before = big.detach().clone()
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[:256]), y[:256]).backward()
+            opt.step()
+            monitor.step()
+    record = monitor.record()
+    exact = ((big.detach() - before).norm() / before.norm()).item()
+    assert record.update_ratio[-1, 1].item() == pytest.approx(exact, rel=0.05)
+    h = acts["layers.1.act"]                       # [256, 256]
+    assert record.act_mean[-1, 1].item() == pytest.approx(h.mean().item(),
+                                                          abs=0.02)
+    assert record.act_std[-1, 1].item() == pytest.approx(h.std().item(),
+                                                         rel=0.05)
