@@ -54,13 +54,14 @@ def depth_explorer(inputs=None, targets=None, *, seed: int = 0, device=None,
                               description="activation"),
         init=w.Dropdown(options=list(INITS), value=start["init"],
                         description="init"),
-        norm=w.Dropdown(options=[("none", None), ("batch", "batch"),
-                                 ("layer", "layer")], value=start["norm"],
-                        description="norm"),
+        # "none", not None: a saved widget state cannot label a None value.
+        norm=w.Dropdown(options=["none", "batch", "layer"],
+                        value=start["norm"] or "none", description="norm"),
         residual=w.Checkbox(start["residual"], description="residual"))
     out = w.Output()
 
     def draw(**config):
+        config["norm"] = None if config["norm"] == "none" else config["norm"]
         with out:
             out.clear_output(wait=True)
             norms = profile_at_init(inputs, targets,

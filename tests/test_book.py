@@ -1,27 +1,175 @@
-"""The book builds with every warning an error and every notebook executed.
+"""The book builds with every warning an error, and works in a browser.
 
 ``-W -n --keep-going``: a failing cell (``nb_execution_raise_on_error``), a
 missing glue key, a broken cross-reference or citation fails the build.
+
+Then every page of ``_build/html`` is opened in headless Chromium over a
+local server, with every request to another host refused (a reader with no
+CDN access), and the test fails on a non-200 page, a failed same-origin
+request, an image that did not load, a ``Traceback`` in any cell output, an
+equation MathJax did not typeset or a widget the widget manager did not
+render. A screenshot of chapter 01 is saved to ``_build/`` for review.
 """
 
+import functools
+import http.server
+import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
+SCREENSHOT = ROOT / "_build" / "screenshot_01_causes.png"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def build():
+    if not (ROOT / "_vendor" / ".done").exists():
+        pytest.fail("_vendor/ is missing: run `make vendor` (make test does)")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    # --all: re-read every page (notebook execution still comes from the
+    # cache), so a config change cannot leave a page stale.
+    return subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n",
+                           "--keep-going"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1500)
 
 
 @pytest.mark.book
-def test_book_builds_without_warnings():
-    jb = Path(sys.executable).with_name("jupyter-book")
-    run = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n",
-                          "--keep-going"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=1500)
-    log = run.stdout[-8000:] + run.stderr[-4000:]
-    assert run.returncode == 0, log
+def test_book_builds_without_warnings(build):
+    log = build.stdout[-8000:] + build.stderr[-4000:]
+    assert build.returncode == 0, log
     assert (HTML / "index.html").exists(), log
     chapter = (HTML / "book" / "01_causes.html").read_text()
-    assert chapter.count("<img") >= 4, "chapter 01 lost its figures"
+    assert chapter.count("<img") >= 5, "chapter 01 lost its figures"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(build):
+    if build.returncode != 0:
+        pytest.fail("the book did not build; see the build test")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+# Run in the page once it has loaded: the problems a reader would see.
+PAGE_PROBLEMS = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const problems = [];
+  for (const img of document.images) {
+    if (!img.complete || img.naturalWidth === 0) {
+      problems.push(`image did not load: ${img.src}`);
+    }
+  }
+  for (const out of document.querySelectorAll('.cell_output')) {
+    if (out.innerText.includes('Traceback')) {
+      problems.push('a cell output shows a Traceback');
+    }
+  }
+  const maths = document.querySelectorAll('.math');
+  const raw = [...maths].filter(m => !m.querySelector('mjx-container'));
+  if (raw.length) {
+    problems.push(`${raw.length} of ${maths.length} equations not typeset`);
+  }
+  return {problems, equations: maths.length};
+}"""
+
+WIDGETS = """() => {
+  const views = document.querySelectorAll(
+    'script[type="application/vnd.jupyter.widget-view+json"]');
+  const rendered = [...views].filter(v => {
+    const box = v.previousElementSibling || v.parentElement;
+    return box && box.querySelector('.jupyter-widgets, .widget-box');
+  });
+  return {views: views.length, rendered: rendered.length};
+}"""
+
+
+@pytest.mark.book
+def test_every_page_works_offline_in_chromium(server):
+    if not Path(CHROMIUM).exists():
+        message = ("Debian's chromium is not installed (`make test` installs "
+                   "it with apt-get)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    pages = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                   if "_static" not in p.parts and "_sources" not in p.parts)
+    assert "book/01_causes.html" in pages
+    failures, external, totals = [], set(), {"equations": 0, "widgets": 0}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+        def offline(route):
+            if route.request.url.startswith(server):
+                route.continue_()
+            else:  # the reader has no network: only the local server answers
+                external.add(route.request.url.split("?")[0])
+                route.abort()
+
+        context.route("**/*", offline)
+        for name in pages:
+            page = context.new_page()
+            bad = []
+            page.on("requestfailed", lambda r, bad=bad: bad.append(
+                f"request failed: {r.url}") if r.url.startswith(server)
+                else None)
+            page.on("response", lambda r, bad=bad: bad.append(
+                f"HTTP {r.status}: {r.url}") if r.url.startswith(server)
+                and r.status >= 400 else None)
+            response = page.goto(server + name, wait_until="load")
+            if response is None or response.status != 200:
+                bad.append(f"page answered {response and response.status}")
+            if name == "index.html":  # Jupyter Book's redirect to the intro
+                page.wait_for_url("**/book/intro.html", timeout=10000)
+                page.wait_for_load_state("load")
+            if page.query_selector(
+                    'script[type="application/vnd.jupyter.widget-view+json"]'):
+                try:
+                    page.wait_for_function(
+                        f"({WIDGETS})().views === ({WIDGETS})().rendered",
+                        timeout=20000)
+                except Exception:
+                    pass  # reported below with the counts
+                widgets = page.evaluate(WIDGETS)
+                totals["widgets"] += widgets["rendered"]
+                if widgets["rendered"] != widgets["views"]:
+                    bad.append(f"{widgets['views'] - widgets['rendered']} of "
+                               f"{widgets['views']} widgets not rendered")
+            result = page.evaluate(PAGE_PROBLEMS)
+            bad += result["problems"]
+            totals["equations"] += result["equations"]
+            if name == "book/01_causes.html":
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            failures += [f"{name}: {b}" for b in bad]
+            page.close()
+        browser.close()
+    print(f"{len(pages)} pages, {totals['equations']} equations and "
+          f"{totals['widgets']} widgets rendered; refused external requests: "
+          f"{sorted(external) or 'none'}")
+    assert not failures, "\n".join(failures)
+    assert totals["equations"] > 10 and totals["widgets"] >= 1
+    assert SCREENSHOT.exists()

@@ -62,3 +62,16 @@ def test_diagnose_any_module(digits):
     assert [r["layer"] for r in report.rows] == ["0", "2"]
     assert report.rows[0]["activation"] == "tanh"
     assert report.verdict == "healthy"
+
+
+def test_depth_explorer_builds_with_every_control(digits):
+    X, y, _, _ = digits
+    box = gl.widgets.depth_explorer(X[:64], y[:64], device="cpu")
+    controls = [c for column in box.children[0].children
+                for c in column.children]
+    names = sorted(c.description for c in controls)
+    assert names == ["activation", "depth", "init", "norm", "residual",
+                     "width"]
+    norm = next(c for c in controls if c.description == "norm")
+    norm.value = "batch"   # redraws without error
+    assert box.children[1].outputs  # the profile figure was drawn
