@@ -64,14 +64,18 @@ def test_diagnose_any_module(digits):
     assert report.verdict == "healthy"
 
 
-def test_depth_explorer_builds_with_every_control(digits):
+def test_depth_explorer_wires_every_control(digits, monkeypatch):
     X, y, _, _ = digits
+    calls = []
+    real = gl.widgets.profile_at_init
+    monkeypatch.setattr(gl.widgets, "profile_at_init",
+                        lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     box = gl.widgets.depth_explorer(X[:64], y[:64], device="cpu")
-    controls = [c for column in box.children[0].children
-                for c in column.children]
-    names = sorted(c.description for c in controls)
-    assert names == ["activation", "depth", "init", "norm", "residual",
-                     "width"]
-    norm = next(c for c in controls if c.description == "norm")
-    norm.value = "batch"   # redraws without error
-    assert box.children[1].outputs  # the profile figure was drawn
+    controls = {c.description: c for column in box.children[0].children
+                for c in column.children}
+    assert sorted(controls) == ["activation", "depth", "init", "norm",
+                                "residual", "width"]
+    assert calls[-1]["norm"] is None and calls[-1]["depth"] == 20
+    controls["norm"].value = "batch"
+    controls["depth"].value = 7
+    assert calls[-1]["norm"] == "batch" and calls[-1]["depth"] == 7
