@@ -35,7 +35,7 @@ class Report:
     """Per-layer gradient table of one batch and a verdict.
 
     Attributes:
-        rows: one dict per layer, forward order, keys :data:`COLUMNS`.
+        rows: one dict per layer, forward order, keys ``COLUMNS``.
             ``ratio_to_last`` divides by the last weight-matrix layer's
             gradient norm (norm layers, whose weights are 1-D gains, get
             NaN). ``saturated``/``dead`` are NaN where they do not apply.

@@ -25,7 +25,7 @@ def depth_explorer(inputs=None, targets=None, *, seed: int = 0, device=None,
 
     Controls: depth, width, activation, init, norm and residual. Each change
     builds a fresh seeded :class:`~gradlab.models.MLP` and draws
-    :func:`~gradlab.grads.layer_grad_norms` at initialization with
+    :func:`~gradlab.layer_grad_norms` at initialization with
     :func:`~gradlab.plots.plot_grad_profile`.
 
     Args:
@@ -33,7 +33,7 @@ def depth_explorer(inputs=None, targets=None, *, seed: int = 0, device=None,
             training digits.
         seed: seed of the weights.
         device: where to compute; ``None`` means ``get_device()``.
-        **defaults: starting values, overriding :data:`EXPLORER_DEFAULTS`.
+        **defaults: starting values, overriding ``EXPLORER_DEFAULTS``.
 
     Returns:
         An ``ipywidgets.VBox`` to display.
