@@ -50,6 +50,11 @@ def test_book_builds_without_warnings(build):
     assert (HTML / "index.html").exists(), log
     chapter = (HTML / "book" / "01_causes.html").read_text()
     assert chapter.count("<img") >= 5, "chapter 01 lost its figures"
+    for lab in sorted((ROOT / "labs").glob("*.ipynb")):
+        solutions = lab.read_text().count('"solution"')
+        page = (HTML / "labs" / lab.with_suffix(".html").name).read_text()
+        collapsed = page.count('<details class="admonition hide above-input">')
+        assert collapsed == solutions > 0, f"{lab.name}: solutions not hidden"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
