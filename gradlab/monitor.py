@@ -177,6 +177,8 @@ class GradientMonitor:
             if not self._recording():
                 return
             out = output[0] if isinstance(output, tuple) else output
+            if out.device != self._device:  # e.g. gl.fit moved the model
+                self._move_to(out.device)
             if i not in self._ordered:  # first call ever: forward order
                 self._ordered.add(i)
                 self._order.append(i)
@@ -227,6 +229,15 @@ class GradientMonitor:
         self._last = None
 
     # -- recording -------------------------------------------------------------
+    def _move_to(self, device: torch.device) -> None:
+        """Follow the model to another device (buffers are small)."""
+        self._device = device
+        self._owner = self._owner.to(device)
+        self._sample = [idx.to(device) for idx in self._sample]
+        self._before = [b.to(device) for b in self._before]
+        self._nan = self._nan.to(device)
+        self._data = self._data.to(device)
+
     def _sampled(self) -> list:
         """The sampled entries of every weight, detached copies."""
         return [torch.index_select(w.detach().reshape(-1), 0, idx)
@@ -237,6 +248,8 @@ class GradientMonitor:
         if not self.active:
             raise RuntimeError("GradientMonitor.step() called outside its "
                                "`with` block: the hooks are not registered")
+        if self._flat and self._flat[0].device != self._device:
+            self._move_to(self._flat[0].device)
         now = None
         if self._step % self.every == 0:
             now = self._record_row()
