@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .device import device_of
+
 __all__ = ["ACTIVATION_TYPES", "activation_name", "dead_count",
            "dead_fraction", "saturated_count", "saturated_fraction",
            "activation_histograms",
@@ -139,7 +141,7 @@ def activation_histograms(model: nn.Module, inputs: torch.Tensor, *,
         ``{"edges": [bins + 1] tensor, "counts": {name: [bins] tensor}}``,
         counts as fractions of each layer's activations, on the CPU.
     """
-    device = next(model.parameters()).device
+    device = device_of(model)
     with record_activations(model) as acts:
         model(inputs.to(device))
     if not acts:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ._validate import check_positive_int
+
 __all__ = ["digits", "adding_problem"]
 
 
@@ -74,10 +76,8 @@ def adding_problem(n: int, seq_len: int, *, generator: torch.Generator):
     Raises:
         ValueError: ``n < 1`` or ``seq_len < 2``.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(seq_len, int) or seq_len < 2:
-        raise ValueError(f"seq_len must be an int >= 2, got {seq_len!r}")
+    check_positive_int("n", n)
+    check_positive_int("seq_len", seq_len, minimum=2)
     values = torch.rand(n, seq_len, generator=generator)           # [n, T]
     half = seq_len // 2
     first = torch.randint(0, half, (n,), generator=generator)       # [n]

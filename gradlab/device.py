@@ -26,7 +26,7 @@ import os
 
 import torch
 
-__all__ = ["get_device", "configure_cpu"]
+__all__ = ["get_device", "configure_cpu", "device_of"]
 
 _KNOWN_TYPES = ("cpu", "cuda")
 
@@ -100,3 +100,10 @@ def configure_cpu(num_threads: int = 1, flush_denormal: bool = True) -> None:
                          f"{num_threads!r}")
     torch.set_num_threads(num_threads)
     torch.set_flush_denormal(flush_denormal)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU if it has none)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

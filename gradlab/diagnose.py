@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .device import device_of
 from .monitor import GradientMonitor
-from .train import _loss_function
+from .train import loss_function
 
 __all__ = ["diagnose", "Report", "VANISHING_RATIO", "EXPLODING_RATIO",
            "EXPLODING_GRAD_TO_WEIGHT"]
@@ -25,6 +26,8 @@ EXPLODING_RATIO = 1e3
 # by more than its own norm (update:data ratio > 1, 1000x the healthy 1e-3).
 EXPLODING_GRAD_TO_WEIGHT = 1e2
 
+VERDICT_COLORS = {"healthy": "#2ca02c", "vanishing": "#1f77b4",
+                  "exploding": "#d62728"}
 COLUMNS = ("layer", "activation", "grad_norm", "ratio_to_last",
            "out_grad_norm", "grad_to_weight", "act_mean", "act_std",
            "saturated", "dead")
@@ -62,8 +65,7 @@ class Report:
         return "\n".join(out + [f"verdict: {self.verdict} ({self.reason})"])
 
     def _repr_html_(self) -> str:
-        colour = {"healthy": "#2ca02c", "vanishing": "#1f77b4",
-                  "exploding": "#d62728"}[self.verdict]
+        colour = VERDICT_COLORS[self.verdict]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>"
@@ -122,9 +124,9 @@ def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
         >>> report.verdict
         'vanishing'
     """
-    loss_fn = _loss_function(loss)
+    loss_fn = loss_function(loss)
     params = list(model.parameters())
-    device = params[0].device if params else torch.device("cpu")
+    device = device_of(model)
     saved = [p.grad for p in params]
     try:
         for p in params:

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .train import _loss_function
+from .device import device_of, get_device
+from .models import MLP
+from .train import loss_function
 
 __all__ = ["layer_grad_norms", "weight_parameters", "forward_order",
            "profile_at_init"]
@@ -92,8 +94,8 @@ def layer_grad_norms(model: nn.Module, inputs: torch.Tensor,
         >>> first, *_, last = norms.values()
         >>> first / last  # << 1 when gradients vanish
     """
-    loss_fn = _loss_function(loss)
-    device = _device_of(model)
+    loss_fn = loss_function(loss)
+    device = device_of(model)
     inputs, targets = inputs.to(device), targets.to(device)
     with forward_order(model) as order:
         value = loss_fn(model(inputs), targets)
@@ -111,12 +113,6 @@ def layer_grad_norms(model: nn.Module, inputs: torch.Tensor,
     norms = torch.stack([g.norm() if g is not None else w.new_zeros(())
                          for g, w in zip(grads, weights)])
     return dict(zip(names, norms.tolist()))  # one host sync
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def profile_at_init(inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -140,9 +136,6 @@ def profile_at_init(inputs: torch.Tensor, targets: torch.Tensor, *,
     Returns:
         ``{layer: ||dL/dW||}`` in forward order.
     """
-    from .device import get_device
-    from .models import MLP
-
     model = MLP(inputs.shape[1], out_features,
                 generator=torch.Generator().manual_seed(seed), **mlp_kwargs)
     model.to(get_device(device))

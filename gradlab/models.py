@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._validate import check_choice, check_positive_int
 from .init import INITS, init_linear_
 
 __all__ = ["MLP", "SequenceModel", "ACTIVATIONS", "NORMS", "CELLS"]
@@ -96,14 +97,13 @@ class MLP(nn.Module):
                  residual: bool = False, dropout: float = 0.0,
                  generator: torch.Generator | None = None):
         super().__init__()
-        _check_choice("activation", activation, ACTIVATIONS)
-        _check_choice("init", init, INITS)
-        _check_choice("norm", norm, NORMS)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("init", init, INITS)
+        check_choice("norm", norm, NORMS)
         for name, value in (("in_features", in_features),
                             ("out_features", out_features),
                             ("depth", depth), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_positive_int(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.layers = nn.ModuleList(
@@ -147,13 +147,12 @@ class SequenceModel(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int,
                  output_size: int, *, num_layers: int = 1):
         super().__init__()
-        _check_choice("cell", cell, CELLS)
+        check_choice("cell", cell, CELLS)
         for name, value in (("input_size", input_size),
                             ("hidden_size", hidden_size),
                             ("output_size", output_size),
                             ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_positive_int(name, value)
         rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.cell = cell
         self.rnn = rnn(input_size, hidden_size, num_layers=num_layers,
@@ -166,9 +165,3 @@ class SequenceModel(nn.Module):
                              f"got shape {tuple(x.shape)}")
         output, _ = self.rnn(x)          # [B, T, hidden]; state unused
         return self.head(output[:, -1])  # [B, output_size]
-
-
-def _check_choice(name: str, value, valid) -> None:
-    if value not in valid:
-        names = ", ".join(repr(v) for v in valid)
-        raise ValueError(f"unknown {name} {value!r}; valid: {names}")

@@ -37,8 +37,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._validate import check_positive_int
 from .activations import (ACTIVATION_TYPES, activation_name, dead_count,
                           saturated_count)
+from .device import device_of
 
 __all__ = ["GradientMonitor", "MonitorRecord", "TRACKED_TYPES"]
 
@@ -104,10 +106,8 @@ class GradientMonitor:
     """
 
     def __init__(self, model: nn.Module, every: int = 1, capacity: int = 256):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        check_positive_int("every", every)
+        check_positive_int("capacity", capacity)
         named = [(n, m) for n, m in model.named_modules()
                  if isinstance(m, TRACKED_TYPES)]
         if not named:
@@ -119,9 +119,7 @@ class GradientMonitor:
         self._weights = [[p for name, p in m.named_parameters(recurse=False)
                           if name.startswith("weight")] for m in self._modules]
         self._flat = [p for ws in self._weights for p in ws]
-        params = list(model.parameters())
-        dev = self._device = params[0].device if params else torch.device(
-            "cpu")
+        dev = self._device = device_of(model)
         # Which layer each weight belongs to, to sum squared norms per layer.
         self._owner = torch.tensor([i for i, ws in enumerate(self._weights)
                                     for _ in ws], dtype=torch.long, device=dev)
@@ -137,7 +135,7 @@ class GradientMonitor:
         self._order: list[int] = []       # forward order, from the 1st pass
         self._ordered: set[int] = set()
         self._paired: list[str] = [""] * len(named)
-        self._before = self._sampled()
+        self._before: list = []  # sampled weights, taken when `with` starts
         self._reset_step_buffers()
 
     # -- context manager ---------------------------------------------------

@@ -11,6 +11,8 @@ import math
 
 import matplotlib.pyplot as plt
 
+from .diagnose import VERDICT_COLORS
+
 __all__ = ["COLORS", "plot_grad_profile", "plot_curves", "plot_report",
            "plot_grad_heatmap", "plot_update_ratio", "plot_activation_hist",
            "plot_training_curves"]
@@ -102,9 +104,8 @@ def plot_report(report, ax=None):
     rows = [r for r in report.rows if r["ratio_to_last"] == r["ratio_to_last"]]
     ax = plot_grad_profile({r["layer"]: r["grad_norm"] for r in rows}, ax=ax,
                            color="k")
-    colour = {"healthy": "#2ca02c", "vanishing": "#1f77b4",
-              "exploding": "#d62728"}[report.verdict]
-    ax.set_title(f"verdict: {report.verdict}", color=colour)
+    ax.set_title(f"verdict: {report.verdict}",
+                 color=VERDICT_COLORS[report.verdict])
     return ax
 
 

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import get_device
+from ._validate import check_choice, check_positive_int
+from .device import device_of, get_device
 
 __all__ = ["fit", "History", "NonFiniteLossError", "accuracy", "LOSSES",
-           "OPTIMIZERS"]
+           "OPTIMIZERS", "loss_function"]
 
 LOSSES = {"cross_entropy": nn.functional.cross_entropy,
           "mse": nn.functional.mse_loss}
@@ -122,7 +123,7 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
         NonFiniteLossError: the loss became ``inf`` or ``nan``.
     """
     inputs, targets = _check_train(train)
-    loss_fn = _loss_function(loss)
+    loss_fn = loss_function(loss)
     _check_fit_args(steps=steps, batch_size=batch_size, lr=lr,
                     optimizer=optimizer, momentum=momentum,
                     weight_decay=weight_decay, accumulate=accumulate,
@@ -163,11 +164,11 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
                 part = loss_fn(model(inputs[idx]), targets[idx]) / accumulate
                 part.backward()
                 step_loss = step_loss + part.detach()
-            grads = [p.grad for p in params if p.grad is not None]
             if clip_norm is not None:
                 norm = nn.utils.clip_grad_norm_(params, clip_norm)
             else:
-                norm = nn.utils.get_total_norm(grads)
+                norm = nn.utils.get_total_norm(
+                    [p.grad for p in params if p.grad is not None])
             # The step's single host sync: the loss and the norm together.
             loss_value, norm_value = torch.stack([step_loss, norm]).tolist()
             if not math.isfinite(loss_value):
@@ -196,7 +197,7 @@ def accuracy(model: nn.Module, inputs: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = device_of(model)
         logits = model(inputs.to(device))                  # [n, classes]
         return (logits.argmax(dim=1) == targets.to(device)).float().mean().item()
     finally:
@@ -215,7 +216,14 @@ def _check_train(train):
     return inputs, targets
 
 
-def _loss_function(loss):
+def loss_function(loss):
+    """Resolve ``"cross_entropy"``, ``"mse"`` or a callable to a loss
+    function that averages over the batch.
+
+    Raises:
+        ValueError: an unknown name, a non-callable, or a loss whose
+            ``reduction`` is not ``"mean"``.
+    """
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: "
@@ -236,8 +244,7 @@ def _check_fit_args(*, steps, batch_size, lr, optimizer, momentum,
                     weight_decay, accumulate, clip_norm, n):
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("accumulate", accumulate)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int(name, value)
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the "
                          f"training set ({n} samples)")
@@ -248,9 +255,7 @@ def _check_fit_args(*, steps, batch_size, lr, optimizer, momentum,
                          f"for this batch size: {divisors}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid: "
-                         f"{', '.join(OPTIMIZERS)}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     if momentum and optimizer != "sgd":
