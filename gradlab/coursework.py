@@ -46,10 +46,13 @@ __all__ = ["strip_solutions", "release_notebook", "release", "grade",
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
-# First line of every graded check cell: a fresh gradlab.checks, so student
-# code that patched the module earlier cannot make a check pass.
-RELOAD = ('checks = __import__("importlib").reload('
-          '__import__("gradlab.checks", fromlist=["checks"]))\n')
+# First line of every graded check cell: a fresh gradlab.checks (each lab's
+# module first, then the package that re-exports them), so student code that
+# patched them earlier cannot make a check pass.
+RELOAD = ('checks = [__import__("importlib").reload(m) for m in [__import__('
+          '"sys").modules[n] for n in sorted(__import__("sys").modules) if '
+          'n.startswith("gradlab.checks.")] + [__import__("gradlab.checks", '
+          'fromlist=["checks"])]][-1]\n')
 # Colour codes, raw or as the JUnit report escapes them (#x1B[31m).
 ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")
 

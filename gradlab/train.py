@@ -2,7 +2,8 @@
 
 ``fit`` is a plain PyTorch loop (sample a batch, forward, backward, step)
 with the knobs the chapters turn: gradient accumulation, norm clipping,
-weight decay, momentum or Adam, and a monitor. It stops with
+weight decay, an L1 penalty, momentum, Adam or AdamW, a linear learning-rate
+warm-up, and a monitor. It stops with
 :class:`NonFiniteLossError` the first time the loss is not finite, before
 that step touches the weights.
 """
@@ -10,6 +11,7 @@ that step touches the weights.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -22,9 +24,21 @@ from .device import device_of, get_device
 __all__ = ["fit", "History", "NonFiniteLossError", "accuracy", "LOSSES",
            "OPTIMIZERS", "loss_function"]
 
-LOSSES = {"cross_entropy": nn.functional.cross_entropy,
-          "mse": nn.functional.mse_loss}
-OPTIMIZERS = ("sgd", "adam")
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor):
+    """Cross-entropy that also takes sequence logits ``[B, T, C]`` with
+    targets ``[B, T]``: the mean over every position of every sequence."""
+    if logits.dim() == 3:
+        return nn.functional.cross_entropy(logits.flatten(0, 1),
+                                           targets.flatten())
+    return nn.functional.cross_entropy(logits, targets)
+
+
+LOSSES = {"cross_entropy": _cross_entropy, "mse": nn.functional.mse_loss}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# Normalization layers whose train-mode output depends on the whole batch.
+_BATCH_NORMS = nn.modules.batchnorm._BatchNorm
 
 
 @dataclass
@@ -33,7 +47,8 @@ class History:
 
     Attributes:
         loss: training loss of the step's batch (mean over the full batch,
-            also when it was accumulated from micro-batches).
+            also when it was accumulated from micro-batches), without the
+            ``l1`` penalty.
         grad_norm: total L2 norm of all gradients *before* clipping,
             ``sqrt(sum_p ||g_p||^2)``.
         config: the arguments ``fit`` ran with.
@@ -70,8 +85,8 @@ class NonFiniteLossError(FloatingPointError):
 
 def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
         lr: float, optimizer: str = "sgd", momentum: float = 0.0,
-        weight_decay: float = 0.0, accumulate: int = 1,
-        clip_norm: float | None = None, monitor=None,
+        weight_decay: float = 0.0, l1: float = 0.0, warmup: int = 0,
+        accumulate: int = 1, clip_norm: float | None = None, monitor=None,
         generator: torch.Generator | None = None, device=None,
         progress: bool = True) -> History:
     """Train ``model`` in place for ``steps`` optimizer steps.
@@ -94,6 +109,25 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
     ``||g||`` exceeds ``c``: ``g <- g * c / ||g||`` (Pascanu et al. 2013),
     via :func:`torch.nn.utils.clip_grad_norm_`.
 
+    ``weight_decay=lam`` is handed to the optimizer. For SGD that is exactly
+    an L2 term ``lam/2 * ||w||^2`` in the loss (its gradient is ``lam * w``);
+    for Adam it is the same L2 gradient, rescaled by Adam's per-weight step
+    sizes; ``"adamw"`` instead shrinks the weights directly,
+    ``w <- w - lr * lam * w``, outside the adaptive step (Loshchilov &
+    Hutter 2019). All of them also decay biases and norm gains.
+
+    ``l1=lam`` adds ``lam * sum_W |W|`` over the weight matrices (parameters
+    with >= 2 dims; biases and norm gains are not penalized) to the loss,
+    once per step. Its gradient is ``lam * sign(W)``.
+
+    ``warmup=k``: step ``s`` (from 0) uses ``lr * min(1, (s + 1) / k)``, a
+    linear warm-up (Goyal et al. 2017).
+
+    With ``accumulate > 1``, batch norm in train mode normalizes each
+    micro-batch alone, so the step is not the full batch's; ``fit`` warns
+    then, naming the layers. LayerNorm and GroupNorm are per-sample and
+    do not warn.
+
     Args:
         model: any ``nn.Module``; moved to ``device``.
         train: ``(inputs, targets)`` tensors with the same first dimension.
@@ -102,9 +136,12 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
         steps: optimizer steps.
         batch_size: samples per step (before splitting for accumulation).
         lr: learning rate.
-        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        optimizer: ``"sgd"`` (with ``momentum``), ``"adam"`` or
+            ``"adamw"``.
         momentum: SGD momentum in [0, 1).
-        weight_decay: L2 penalty coefficient handed to the optimizer.
+        weight_decay: decay coefficient handed to the optimizer (see above).
+        l1: L1 penalty coefficient on the weight matrices.
+        warmup: steps of linear learning-rate warm-up; 0 for none.
         accumulate: micro-batches per step; must divide ``batch_size``.
         clip_norm: maximum total gradient norm, or ``None``.
         monitor: a ``gradlab.GradientMonitor`` (or anything with a
@@ -121,30 +158,40 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
         ValueError: a bad argument (the message names it and the valid
             values).
         NonFiniteLossError: the loss became ``inf`` or ``nan``.
+
+    Warns:
+        UserWarning: ``accumulate > 1`` on a model with batch norm.
     """
     inputs, targets = _check_train(train)
     loss_fn = loss_function(loss)
     _check_fit_args(steps=steps, batch_size=batch_size, lr=lr,
                     optimizer=optimizer, momentum=momentum,
-                    weight_decay=weight_decay, accumulate=accumulate,
-                    clip_norm=clip_norm, n=len(inputs))
+                    weight_decay=weight_decay, l1=l1, warmup=warmup,
+                    accumulate=accumulate, clip_norm=clip_norm,
+                    n=len(inputs))
+    if accumulate > 1:
+        _warn_batch_norm(model, accumulate)
     device = get_device(device)
     model.to(device)
     inputs, targets = inputs.to(device), targets.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
+    # Matrices only: biases and norm gains are vectors and are not penalized.
+    penalized = [p for p in params if p.dim() >= 2] if l1 else []
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum,
                               weight_decay=weight_decay)
-    else:
+    elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if generator is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator().manual_seed(seed)
 
     history = History(config=dict(
         steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
-        momentum=momentum, weight_decay=weight_decay, accumulate=accumulate,
-        clip_norm=clip_norm, device=str(device)))
+        momentum=momentum, weight_decay=weight_decay, l1=l1, warmup=warmup,
+        accumulate=accumulate, clip_norm=clip_norm, device=str(device)))
     micro = batch_size // accumulate
     per_epoch = len(inputs) // batch_size
     was_training = model.training
@@ -158,6 +205,11 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
             start = (step % per_epoch) * batch_size
             batch = order[start:start + batch_size]          # [batch_size]
             opt.zero_grad(set_to_none=True)
+            if warmup:
+                for group in opt.param_groups:
+                    group["lr"] = lr * min(1.0, (step + 1) / warmup)
+            if penalized:  # once per step, not once per micro-batch
+                (l1 * sum(p.abs().sum() for p in penalized)).backward()
             step_loss = 0.0
             for j in range(accumulate):
                 idx = batch[j * micro:(j + 1) * micro]       # [micro]
@@ -240,8 +292,20 @@ def loss_function(loss):
     return loss
 
 
+def _warn_batch_norm(model: nn.Module, accumulate: int) -> None:
+    names = [name for name, m in model.named_modules()
+             if isinstance(m, _BATCH_NORMS)]
+    if names:
+        warnings.warn(
+            f"accumulate={accumulate} with batch norm ({', '.join(names)}): "
+            f"in train mode each micro-batch is normalized with its own "
+            f"statistics, so the accumulated step is not the full batch's. "
+            f"LayerNorm or GroupNorm would make it exact.", UserWarning,
+            stacklevel=3)
+
+
 def _check_fit_args(*, steps, batch_size, lr, optimizer, momentum,
-                    weight_decay, accumulate, clip_norm, n):
+                    weight_decay, l1, warmup, accumulate, clip_norm, n):
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("accumulate", accumulate)):
         check_positive_int(name, value)
@@ -263,5 +327,8 @@ def _check_fit_args(*, steps, batch_size, lr, optimizer, momentum,
                          f"only; {optimizer!r} keeps its own moment estimates")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if not (isinstance(l1, (int, float)) and l1 >= 0):
+        raise ValueError(f"l1 must be a number >= 0, got {l1!r}")
+    check_positive_int("warmup", warmup, minimum=0)
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm!r}")

@@ -1,10 +1,4 @@
-"""Checks that the labs' check cells call.
-
-Each check runs the student's *function* on fresh inputs and compares it with
-gradlab's reference implementation. On a mismatch it raises
-:class:`CheckFailed` with a message that says what was expected, what came
-back and where (which layer, which argument), so the student can act on it.
-"""
+"""Lab 01 checks: per-layer gradient norms and the depth of vanishing."""
 
 from __future__ import annotations
 
@@ -13,34 +7,14 @@ import random
 
 import torch
 
-from .data import digits
-from .grads import layer_grad_norms, profile_at_init
-from .models import MLP
+from ..data import digits
+from ..grads import layer_grad_norms, profile_at_init
+from ..models import MLP
+from ._common import as_floats as _as_floats
+from ._common import fail as _fail
 
-__all__ = ["CheckFailed", "check_grad_norms", "check_vanishing_depth",
+__all__ = ["check_grad_norms", "check_vanishing_depth",
            "vanishing_depth_reference"]
-
-
-class CheckFailed(AssertionError):
-    """A lab check did not pass; the message says why."""
-
-
-def _fail(message: str):
-    raise CheckFailed(message)
-
-
-def _as_floats(result, what: str) -> list[float]:
-    if isinstance(result, dict):
-        result = list(result.values())
-    if isinstance(result, torch.Tensor):
-        result = result.tolist()
-    if not isinstance(result, (list, tuple)):
-        _fail(f"{what} should return a list of floats, got "
-              f"{type(result).__name__}")
-    try:
-        return [float(v) for v in result]
-    except (TypeError, ValueError):
-        _fail(f"{what} should return a list of floats, got {result!r:.200}")
 
 
 def check_grad_norms(grad_norms, *, trials: int = 3, seed: int | None = None):

@@ -1,0 +1,44 @@
+"""What every lab's checks share: the failure type and result coercion."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["CheckFailed", "fail", "as_floats", "as_tensor"]
+
+
+class CheckFailed(AssertionError):
+    """A lab check did not pass; the message says why."""
+
+
+def fail(message: str):
+    """Raise :class:`CheckFailed` with ``message``."""
+    raise CheckFailed(message)
+
+
+def as_floats(result, what: str) -> list[float]:
+    """``result`` (a list, tuple, dict of values or tensor) as floats."""
+    if isinstance(result, dict):
+        result = list(result.values())
+    if isinstance(result, torch.Tensor):
+        result = result.tolist()
+    if not isinstance(result, (list, tuple)):
+        fail(f"{what} should return a list of floats, got "
+             f"{type(result).__name__}")
+    try:
+        return [float(v) for v in result]
+    except (TypeError, ValueError):
+        fail(f"{what} should return a list of floats, got {result!r:.200}")
+
+
+def as_tensor(result, what: str, shape) -> torch.Tensor:
+    """``result`` as a tensor of ``shape``, or a :class:`CheckFailed` that
+    says what came back instead."""
+    if not isinstance(result, torch.Tensor):
+        fail(f"{what} should return a tensor, got {type(result).__name__}")
+    if tuple(result.shape) != tuple(shape):
+        fail(f"{what} should return shape {tuple(shape)}, got "
+             f"{tuple(result.shape)}")
+    if not torch.isfinite(result).all():
+        fail(f"{what} returned non-finite values")
+    return result
