@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Notebooks and tests run on this many processes (one torch thread each).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 VENDOR := _vendor
 # Served by the book as static files, so equations and widgets work offline.
 NPM_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4
@@ -56,12 +59,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $(STAMP)
 
+# Execute the notebooks whose code changed on $(JOBS) processes into the
+# build's cache (gradlab/execute.py); the build then only reads it.
 book: $(STAMP) vendor
+	$(BIN)/python -m gradlab.execute --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
+# Unit tests, nbval on every notebook and device, coursework, the book build
+# and the browser check, spread over $(JOBS) processes; ends with a table of
+# every notebook's time.
 test: $(STAMP) vendor browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 clean:
 	rm -rf _build $(VENDOR)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import _times
 import gradlab as gl
 
 
@@ -18,3 +19,23 @@ def digits():
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")  # pytest-xdist's workers
+
+
+def pytest_sessionstart(session):
+    if _is_controller(session.config):
+        _times.clear()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _is_controller(config):
+        return
+    lines = _times.table()
+    if lines:
+        terminalreporter.section(
+            f"notebook times (budget {_times.BUDGET:.0f} s each)")
+        for line in lines:
+            terminalreporter.write_line(line)

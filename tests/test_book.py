@@ -1,7 +1,10 @@
 """The book builds with every warning an error, and works in a browser.
 
-``-W -n --keep-going``: a failing cell (``nb_execution_raise_on_error``), a
-missing glue key, a broken cross-reference or citation fails the build.
+First ``python -m gradlab.execute`` runs every notebook whose code changed on
+all cores into the build's execution cache, as ``make book`` does; the build
+then reads the cache and executes nothing. ``-W -n --keep-going``: a failing
+cell (``nb_execution_raise_on_error``), a missing glue key, a broken
+cross-reference or citation fails the build.
 
 Then every page of ``_build/html`` is opened in headless Chromium over a
 local server, with every request to another host refused (a reader with no
@@ -18,14 +21,20 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+
+import _times
+from gradlab.execute import default_notebooks, execute_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SCREENSHOT = ROOT / "_build" / "screenshot_01_causes.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Both tests share one build: pytest-xdist keeps them on one worker.
+pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -35,15 +44,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
 def build():
     if not (ROOT / "_vendor" / ".done").exists():
         pytest.fail("_vendor/ is missing: run `make vendor` (make test does)")
+    start = time.perf_counter()
+    jobs = os.cpu_count() or 1
+    executions = execute_notebooks(default_notebooks(ROOT), jobs=jobs,
+                                   cache=ROOT / "_build" / ".jupyter_cache",
+                                   progress=False)
+    executed = time.perf_counter()
     jb = Path(sys.executable).with_name("jupyter-book")
     # --all: re-read every page (notebook execution still comes from the
     # cache), so a config change cannot leave a page stale.
-    return subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n",
-                           "--keep-going"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1500)
+    run = subprocess.run([str(jb), "build", str(ROOT), "--all", "-W", "-n",
+                          "--keep-going"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=1500)
+    end = time.perf_counter()
+    _times.record("book", kind="book", seconds=end - start, jobs=jobs,
+                  execute_seconds=executed - start,
+                  sphinx_seconds=end - executed,
+                  notebooks={str(e.path.relative_to(ROOT)):
+                             (e.seconds, e.status) for e in executions})
+    return run
 
 
-@pytest.mark.book
 def test_book_builds_without_warnings(build):
     log = build.stdout[-8000:] + build.stderr[-4000:]
     assert build.returncode == 0, log
@@ -109,7 +130,6 @@ WIDGETS = """() => {
 }"""
 
 
-@pytest.mark.book
 def test_every_page_works_offline_in_chromium(server):
     if not Path(CHROMIUM).exists():
         message = ("Debian's chromium is not installed (`make test` installs "

@@ -2,7 +2,8 @@
 
 Each notebook runs in its own pytest process (``--nbval-lax``: cells must not
 raise; outputs are not compared) with ``GRADLAB_DEVICE`` set, once on the CPU
-and once on CUDA when this machine has a GPU.
+and once on CUDA when this machine has a GPU. ``make test`` spreads them over
+the cores with pytest-xdist; each records its time for the final table.
 """
 
 import json
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import _times
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for d in ("book", "labs")
@@ -48,5 +51,8 @@ def test_notebook_runs(path, device, tmp_path):
          str(path)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
-    print(f"{path.name} on {device}: {seconds:.1f} s")
+    name = str(path.relative_to(ROOT))
+    _times.record(f"nbval-{device}-{path.stem}", kind="nbval", notebook=name,
+                  device=device, seconds=seconds, passed=run.returncode == 0)
+    print(f"{name} on {device}: {seconds:.1f} s")
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
