@@ -14,13 +14,13 @@ here, so the book's notebooks stay short and the tools work on any
 from . import activations, checks, data, init, models, plots, widgets
 from .device import configure_cpu, get_device
 from .diagnose import Report, diagnose
-from .grads import layer_grad_norms, profile_at_init
+from .grads import layer_grad_norms, profile_at_init, time_grad_norms
 from .monitor import GradientMonitor, MonitorRecord
 from .seed import seed_everything
 from .train import History, NonFiniteLossError, accuracy, fit
 
 __all__ = ["activations", "checks", "data", "widgets", "init", "models", "configure_cpu", "get_device",
-           "layer_grad_norms", "diagnose", "Report", "GradientMonitor",
+           "layer_grad_norms", "time_grad_norms", "diagnose", "Report", "GradientMonitor",
            "MonitorRecord", "plots", "profile_at_init", "seed_everything", "History",
            "NonFiniteLossError", "accuracy", "fit"]
 

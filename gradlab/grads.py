@@ -20,7 +20,7 @@ from .models import MLP
 from .train import loss_function
 
 __all__ = ["layer_grad_norms", "weight_parameters", "forward_order",
-           "profile_at_init"]
+           "profile_at_init", "time_grad_norms"]
 
 
 def weight_parameters(module: nn.Module):
@@ -140,3 +140,45 @@ def profile_at_init(inputs: torch.Tensor, targets: torch.Tensor, *,
                 generator=torch.Generator().manual_seed(seed), **mlp_kwargs)
     model.to(get_device(device))
     return layer_grad_norms(model, inputs, targets, loss)
+
+
+def time_grad_norms(model: nn.Module, inputs: torch.Tensor,
+                    targets: torch.Tensor, loss) -> torch.Tensor:
+    """Return ``||dL/dx_t||`` for every time step ``t`` of a sequence batch.
+
+    How much gradient reaches each step of the input: for a recurrent
+    network read out at the last step, ``dL/dx_t`` passes through the
+    ``T - t`` recurrent Jacobians after ``t``,
+
+    .. math:: \\frac{\\partial L}{\\partial x_t}
+        = \\frac{\\partial L}{\\partial h_T}
+          \\prod_{s=t+1}^{T} \\frac{\\partial h_s}{\\partial h_{s-1}}
+          \\frac{\\partial h_t}{\\partial x_t},
+
+    so it vanishes with ``T - t`` when those Jacobians are contractive
+    (Bengio et al. 1994; Hochreiter & Schmidhuber 1997).
+
+    Args:
+        model: any ``nn.Module`` taking ``[B, T, F]`` float inputs.
+        inputs: ``[B, T, F]``; moved to the model's device.
+        targets: the matching targets.
+        loss: as in :func:`layer_grad_norms`.
+
+    Returns:
+        ``[T]`` tensor on the CPU: the norm over batch and features of the
+        gradient with respect to each step, ``sqrt(sum_{b,f} g_{b,t,f}^2)``.
+        The model's ``.grad`` fields are left as they were.
+
+    Raises:
+        ValueError: ``inputs`` is not a 3-d floating-point tensor.
+    """
+    if inputs.dim() != 3 or not inputs.is_floating_point():
+        raise ValueError(f"time_grad_norms needs float inputs [batch, time, "
+                         f"features], got {tuple(inputs.shape)} "
+                         f"{inputs.dtype}")
+    loss_fn = loss_function(loss)
+    device = device_of(model)
+    x = inputs.to(device).detach().requires_grad_(True)   # [B, T, F]
+    value = loss_fn(model(x), targets.to(device))
+    (grad,) = torch.autograd.grad(value, x)               # [B, T, F]
+    return grad.pow(2).sum(dim=(0, 2)).sqrt().cpu()       # [T]
