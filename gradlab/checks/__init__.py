@@ -4,11 +4,23 @@ Each check runs the student's *function* on fresh inputs and compares it with
 gradlab's reference implementation. On a mismatch it raises
 :class:`CheckFailed` with a message that says what was expected, what came
 back and where (which layer, which argument), so the student can act on it.
+
+Every check is one :class:`~gradlab.checks._protocol.Check`: the grader runs
+its cases and its judgement outside the student's process, and only the
+call of the student's function inside the sandbox (see
+:mod:`gradlab.coursework`). ``CHECKS`` maps each check function's name to
+its definition.
 """
 
+from . import lab01
 from ._common import CheckFailed
+from ._protocol import Answer, Check
 from .lab01 import (check_grad_norms, check_vanishing_depth,
                     vanishing_depth_reference)
 
-__all__ = ["CheckFailed", "check_grad_norms", "check_vanishing_depth",
-           "vanishing_depth_reference"]
+__all__ = ["CheckFailed", "Check", "Answer", "CHECKS", "check_grad_norms",
+           "check_vanishing_depth", "vanishing_depth_reference"]
+
+CHECKS = {check.name: check for check in (
+    lab01.GRAD_NORMS, lab01.VANISHING_DEPTH,
+)}
