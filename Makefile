@@ -13,7 +13,7 @@ VENDOR := _vendor
 NPM_PACKAGES := mathjax@3.2.2 @jupyter-widgets/html-manager@1.0.6 requirejs@2.3.4
 CDN := https://cdn.jsdelivr.net/npm
 
-.PHONY: book test venv vendor browser clean
+.PHONY: book student-book test venv vendor browser sandbox clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,12 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "browser: could not install chromium; the browser test will say so"
 
+# bubblewrap, the grader's sandbox for student code (Debian package).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "sandbox: could not install bubblewrap; grading tests will say so"
+
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -66,10 +72,16 @@ book: $(STAMP) vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
+# The book with the released labs: no solution text anywhere in it, for a
+# course that grades the labs (gradlab/coursework/student_book.py).
+student-book: $(STAMP) vendor
+	$(BIN)/python -m gradlab.execute --jobs $(JOBS) book/*.ipynb
+	$(BIN)/python -m gradlab.coursework student-book --out _build/student
+
 # Unit tests, nbval on every notebook and device, coursework, the book build
 # and the browser check, spread over $(JOBS) processes; ends with a table of
 # every notebook's time.
-test: $(STAMP) vendor browser
+test: $(STAMP) vendor browser sandbox
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 clean:

@@ -12,6 +12,10 @@ CDN access), and the test fails on a non-200 page, a failed same-origin
 request, an image that did not load, a ``Traceback`` in any cell output, an
 equation MathJax did not typeset or a widget the widget manager did not
 render. A screenshot of chapter 01 is saved to ``_build/`` for review.
+
+Last, the student edition (``python -m gradlab.coursework student-book``)
+is built from the released labs; no line of any solution may appear in its
+HTML, sources or downloads, and its pages pass the same browser check.
 """
 
 import functools
@@ -27,6 +31,8 @@ from pathlib import Path
 import pytest
 
 import _times
+from gradlab.coursework.student_book import (build_student_book,
+                                             leaked_solutions)
 from gradlab.execute import default_notebooks, execute_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +93,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def server(build):
     if build.returncode != 0:
         pytest.fail("the book did not build; see the build test")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd, url = _serve(HTML)
+    yield url
     httpd.shutdown()
 
 
@@ -130,19 +133,32 @@ WIDGETS = """() => {
 }"""
 
 
-def test_every_page_works_offline_in_chromium(server):
+def _require_chromium():
     if not Path(CHROMIUM).exists():
         message = ("Debian's chromium is not installed (`make test` installs "
                    "it with apt-get)")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def _serve(html):
+    handler = functools.partial(_QuietHandler, directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+
+def _check_pages(html, server, screenshot=None):
+    """Open every page of ``html`` in Chromium, offline; return
+    ``(failures, totals, refused external requests)``."""
     from playwright.sync_api import sync_playwright
 
-    pages = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
                    if "_static" not in p.parts and "_sources" not in p.parts)
     assert "book/01_causes.html" in pages
-    failures, external, totals = [], set(), {"equations": 0, "widgets": 0}
+    failures, external, totals = [], set(), {"equations": 0, "widgets": 0,
+                                             "pages": len(pages)}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM,
                                      args=CHROMIUM_ARGS)
@@ -187,14 +203,58 @@ def test_every_page_works_offline_in_chromium(server):
             result = page.evaluate(PAGE_PROBLEMS)
             bad += result["problems"]
             totals["equations"] += result["equations"]
-            if name == "book/01_causes.html":
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            if screenshot and name == "book/01_causes.html":
+                page.screenshot(path=str(screenshot), full_page=True)
             failures += [f"{name}: {b}" for b in bad]
             page.close()
         browser.close()
-    print(f"{len(pages)} pages, {totals['equations']} equations and "
+    return failures, totals, external
+
+
+def test_every_page_works_offline_in_chromium(server):
+    _require_chromium()
+    failures, totals, external = _check_pages(HTML, server, SCREENSHOT)
+    print(f"{totals['pages']} pages, {totals['equations']} equations and "
           f"{totals['widgets']} widgets rendered; refused external requests: "
           f"{sorted(external) or 'none'}")
     assert not failures, "\n".join(failures)
     assert totals["equations"] > 10 and totals["widgets"] >= 1
     assert SCREENSHOT.exists()
+
+
+@pytest.fixture(scope="module")
+def student_book(build):
+    """The student edition, built after the public one (it reuses the
+    chapters' execution cache)."""
+    if build.returncode != 0:
+        pytest.fail("the book did not build; see the build test")
+    out = ROOT / "_build" / "student"
+    return out, build_student_book(ROOT, out)
+
+
+def test_student_edition_has_no_solution_text(student_book):
+    out, run = student_book
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    html = out / "_build" / "html"
+    labs = sorted((ROOT / "labs").glob("*.ipynb"))
+    public = [p for p in (out / "src" / "book").glob("*") if p.is_file()]
+    assert leaked_solutions(labs, html, public) == []
+    for lab in labs:
+        page = (html / "labs" / lab.with_suffix(".html").name).read_text()
+        assert "YOUR CODE HERE" in page and "student edition" in page
+    # The check can fail: the public edition does show the solutions.
+    assert leaked_solutions(labs, HTML, public)
+
+
+def test_student_edition_works_offline_in_chromium(student_book):
+    _require_chromium()
+    out, run = student_book
+    if run.returncode != 0:
+        pytest.fail("the student edition did not build")
+    httpd, url = _serve(out / "_build" / "html")
+    try:
+        failures, totals, _ = _check_pages(out / "_build" / "html", url)
+    finally:
+        httpd.shutdown()
+    assert not failures, "\n".join(failures)
+    assert totals["equations"] > 10 and totals["widgets"] >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -77,6 +78,7 @@ def check_grad_norms(grad_norms, *, seed: int | None = None):
 
 # -- check_vanishing_depth -------------------------------------------------
 
+@lru_cache(maxsize=32)  # a grader judges the same cases for every student
 def vanishing_depth_reference(threshold: float = 1e-6, *, width: int = 32,
                               seed: int = 0, max_depth: int = 60) -> int:
     """The smallest depth whose first/last gradient-norm ratio is below

@@ -6,7 +6,7 @@
 
 *Release* (:mod:`~gradlab.coursework.release`) replaces every solution
 block by a stub and keeps the check cells. *Grade*
-(:mod:`~gradlab.coursework.grade`) runs each submission in a bubblewrap
+(:mod:`~gradlab.coursework.grading`) runs each submission in a bubblewrap
 sandbox (:mod:`~gradlab.coursework.sandbox`), calls the student's functions
 there on inputs the grader made (:mod:`~gradlab.coursework.worker`), and
 judges the answers in its own process; an nbval run of the whole notebook
@@ -16,7 +16,7 @@ What the grader guarantees and what it does not is stated in the book's
 "For instructors" page.
 """
 
-from .grade import (CheckResult, Grade, SandboxUnavailable, check_calls,
+from .grading import (CheckResult, Grade, SandboxUnavailable, check_calls,
                     grade, grade_submission, summary_table)
 from .release import (BEGIN, END, STUB, release, release_notebook,
                       strip_solutions)

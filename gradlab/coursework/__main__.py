@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import __doc__ as DOC
-from .grade import SandboxUnavailable, grade, summary_table
+from .grading import SandboxUnavailable, grade, summary_table
 from .release import release
 from .sandbox import Limits
 
@@ -32,7 +32,14 @@ def main(argv=None) -> int:
     gr.add_argument("--no-sandbox", action="store_true",
                     help="run student code with your own rights (only "
                          "where bwrap cannot run; the CSV records it)")
+    book = sub.add_parser("student-book", help="build the book with the "
+                          "released labs (no solutions anywhere)")
+    book.add_argument("--root", type=Path, default=Path("."),
+                      help="the book's repository (default: here)")
+    book.add_argument("--out", type=Path, default=Path("_build/student"))
     args = parser.parse_args(argv)
+    if args.command == "student-book":
+        return _student_book(args.root, args.out)
     if args.command == "release":
         for path in release(args.source, args.out):
             print(path)
@@ -50,6 +57,24 @@ def main(argv=None) -> int:
     print(f"graded {len(grades)} submissions in "
           f"{time.perf_counter() - start:.1f} s (--jobs "
           f"{args.jobs or 'cores'}); sandbox limits: {Limits().describe()}")
+    return 0
+
+
+def _student_book(root: Path, out: Path) -> int:
+    from .student_book import build_student_book, leaked_solutions
+    run = build_student_book(root, out)
+    if run.returncode != 0:
+        print(run.stdout[-6000:] + run.stderr[-3000:], file=sys.stderr)
+        return run.returncode
+    html = out / "_build" / "html"
+    public = [p for p in (out / "src" / "book").glob("*") if p.is_file()]
+    leaks = leaked_solutions(sorted((root / "labs").glob("*.ipynb")), html,
+                             public)
+    if leaks:
+        print("solution text in the student edition:\n" + "\n".join(leaks),
+              file=sys.stderr)
+        return 1
+    print(f"student edition: {html / 'index.html'}")
     return 0
 
 

@@ -3,7 +3,7 @@
 The run shows which cell failed and why, including the check cells'
 messages, as the student would see them in Jupyter. It decides nothing:
 its report is written inside the sandbox, so the submission could forge
-it, and the score comes from :mod:`gradlab.coursework.grade` alone.
+it, and the score comes from :mod:`gradlab.coursework.grading` alone.
 """
 
 from __future__ import annotations
