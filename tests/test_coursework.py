@@ -159,3 +159,31 @@ def test_submissions_are_never_changed_and_csv_is_complete(graded):
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 2 * len(hashes)
     assert {r["result"] for r in rows} == {"pass", "fail", "not run"}
+
+
+def test_grading_refuses_without_a_sandbox_unless_told(tmp_path, monkeypatch):
+    import gradlab.coursework.grading as grading
+    from gradlab.coursework import SandboxUnavailable
+    monkeypatch.setattr(grading, "sandbox_available",
+                        lambda: (False, "bwrap is not installed"))
+    with pytest.raises(SandboxUnavailable, match="--no-sandbox"):
+        grade(LAB01, [LAB01], tmp_path / "g.csv", progress=False)
+    assert not (tmp_path / "g.csv").exists()
+    # told: graded with the grader's rights, and the CSV says so
+    (source,) = grade(LAB01, [LAB01], tmp_path / "g.csv", progress=False,
+                      sandbox=False, notebook_timeout=120)
+    assert _results(source) == ["pass", "pass"] and source.mode == \
+        "no sandbox"
+    rows = list(csv.DictReader(open(tmp_path / "g.csv")))
+    assert {r["mode"] for r in rows} == {"no sandbox"}
+
+
+def test_grade_command_reports_the_batch_and_its_wall_time(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "gradlab.coursework", "grade", str(LAB01),
+         str(FIXTURES[0]), "--out", str(tmp_path / "g.csv"), "--jobs", "1"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "graded 1 submissions in" in run.stdout
+    assert "--jobs 1" in run.stdout and "sandbox limits" in run.stdout
+    assert (tmp_path / "g_feedback" / f"{FIXTURES[0].stem}.txt").exists()
