@@ -142,10 +142,15 @@ def _store(store, path: Path, notebook, seconds: float) -> None:
     # As myst_nb.core.execute.cache does after a successful execution.
     from jupyter_cache.base import CacheBundleIn
     record = store.add_nb_to_project(str(path))
-    store.cache_notebook_bundle(
-        CacheBundleIn(notebook, record.uri,
-                      data={"execution_seconds": seconds}),
-        check_validity=False, overwrite=True)
+    try:
+        store.cache_notebook_bundle(
+            CacheBundleIn(notebook, record.uri,
+                          data={"execution_seconds": seconds}),
+            check_validity=False, overwrite=True)
+    except FileExistsError:
+        # Another process cached the same code at the same moment
+        # (jupyter-cache makes the folder before writing into it).
+        pass
 
 
 def _short(path: Path) -> str:

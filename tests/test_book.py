@@ -18,14 +18,17 @@ is built from the released labs; no line of any solution may appear in its
 HTML, sources or downloads, and its pages pass the same browser check.
 """
 
+import fcntl
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -39,15 +42,30 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SCREENSHOT = ROOT / "_build" / "screenshot_01_causes.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Both tests share one build: pytest-xdist keeps them on one worker.
+# The tests share one build (see _once); the group keeps them together.
 pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def build():
+def _once(request, name, make):
+    """Run ``make() -> dict`` once per test run, shared by every
+    pytest-xdist worker that asks (the first builds, the others wait for
+    it and read its result), so two workers never build at once."""
+    worker = getattr(request.config, "workerinput", None)
+    if worker is None:  # no xdist: this process is the whole run
+        return types.SimpleNamespace(**make())
+    shared = request.getfixturevalue("tmp_path_factory").getbasetemp().parent
+    result = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            result.write_text(json.dumps(make()))
+    return types.SimpleNamespace(**json.loads(result.read_text()))
+
+
+def _build_book() -> dict:
     if not (ROOT / "_vendor" / ".done").exists():
         pytest.fail("_vendor/ is missing: run `make vendor` (make test does)")
     start = time.perf_counter()
@@ -68,7 +86,13 @@ def build():
                   sphinx_seconds=end - executed,
                   notebooks={str(e.path.relative_to(ROOT)):
                              (e.seconds, e.status) for e in executions})
-    return run
+    return {"returncode": run.returncode, "stdout": run.stdout[-20000:],
+            "stderr": run.stderr[-20000:]}
+
+
+@pytest.fixture(scope="session")
+def build(request):
+    return _once(request, "book-build", _build_book)
 
 
 def test_book_builds_without_warnings(build):
@@ -89,7 +113,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(build):
     if build.returncode != 0:
         pytest.fail("the book did not build; see the build test")
@@ -222,14 +246,19 @@ def test_every_page_works_offline_in_chromium(server):
     assert SCREENSHOT.exists()
 
 
-@pytest.fixture(scope="module")
-def student_book(build):
+@pytest.fixture(scope="session")
+def student_book(request, build):
     """The student edition, built after the public one (it reuses the
     chapters' execution cache)."""
     if build.returncode != 0:
         pytest.fail("the book did not build; see the build test")
     out = ROOT / "_build" / "student"
-    return out, build_student_book(ROOT, out)
+
+    def make():
+        run = build_student_book(ROOT, out)
+        return {"returncode": run.returncode, "stdout": run.stdout[-20000:],
+                "stderr": run.stderr[-20000:]}
+    return out, _once(request, "student-book", make)
 
 
 def test_student_edition_has_no_solution_text(student_book):

@@ -178,8 +178,8 @@ def hostile(tmp_path_factory):
     before = _digests(watched)
     home = Path.home() / "gradlab_was_here"
     start = time.perf_counter()
-    grades = grade(LAB01, paths, tmp / "grades.csv", cell_timeout=20,
-                   notebook_timeout=60, jobs=2, progress=False, seed=0)
+    grades = grade(LAB01, paths, tmp / "grades.csv", cell_timeout=30,
+                   notebook_timeout=90, jobs=2, progress=False, seed=0)
     wall = time.perf_counter() - start
     time.sleep(6)  # longer than the background process waits
     listener.close()

@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,9 @@ def _read_answers(path: Path, n_cases: int):
     if path.stat().st_size > MAX_ANSWER_BYTES:
         return [Answer(None, "the answer file is too large")] * n_cases
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # a forged file may warn first
+            warnings.simplefilter("ignore")
+            data = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - a forged or broken file
         return [Answer(None, f"the answer file is unreadable "
                        f"({type(exc).__name__})")] * n_cases
@@ -207,36 +210,41 @@ def grade_submission(source_nb, path: Path, *, cell_timeout: int = 60,
                         int.from_bytes(os.urandom(8), "big"))
     requests = _requests(graded, calls, rng, cell_timeout)
     run = run_sandboxed if sandbox else run_unsandboxed
+    extra = {"limits": limits} if sandbox else {}
     with tempfile.TemporaryDirectory(prefix="gradlab-grade-") as tmp:
-        box = Path(tmp) / "work"
-        (box / GRADER / "answers").mkdir(parents=True)
-        nbformat.write(graded, box / "submission.ipynb")
-        torch.save(requests, box / GRADER / "requests.pt")
-        here = INSIDE if sandbox else str(box)
-        before = set(box.rglob("*"))
-        grading = run([sys.executable, "-m", "gradlab.coursework.worker",
-                       f"{here}/{GRADER}/requests.pt",
-                       f"{here}/{GRADER}/answers"], box,
-                      timeout=notebook_timeout,
-                      **({"limits": limits} if sandbox else {}))
+        # One private copy per run: what one run writes, the other never
+        # sees. The two runs are independent and go at the same time.
+        boxes = {"grading": Path(tmp) / "grading",
+                 "feedback": Path(tmp) / "feedback"}
+        for box in boxes.values():
+            (box / GRADER / "answers").mkdir(parents=True)
+            nbformat.write(graded, box / "submission.ipynb")
+        torch.save(requests, boxes["grading"] / GRADER / "requests.pt")
+        before = {k: set(b.rglob("*")) for k, b in boxes.items()}
+        inside = {k: INSIDE if sandbox else str(b) for k, b in boxes.items()}
+        commands = {
+            "grading": [sys.executable, "-m", "gradlab.coursework.worker",
+                        f"{inside['grading']}/{GRADER}/requests.pt",
+                        f"{inside['grading']}/{GRADER}/answers"],
+            "feedback": nbval_command(
+                sys.executable, "submission.ipynb",
+                f"{inside['feedback']}/{GRADER}/report.xml", cell_timeout)}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {k: pool.submit(run, commands[k], boxes[k],
+                                      timeout=notebook_timeout, **extra)
+                       for k in boxes}
+            grading, shown = (futures[k].result() for k in boxes)
         stopped = ("the run stopped at the time limit before this check"
                    if grading.timed_out else
                    f"the run stopped (exit code {grading.returncode}) "
                    f"before this check")
-        results = _judge(calls, requests, box / GRADER / "answers", stopped)
-        report = box / GRADER / "report.xml"
-        report.unlink(missing_ok=True)
-        # afresh: the grading run may have changed the copy
-        nbformat.write(graded, box / "submission.ipynb")
-        shown = run(nbval_command(sys.executable, "submission.ipynb",
-                                  f"{here}/{GRADER}/report.xml",
-                                  cell_timeout), box,
-                    timeout=notebook_timeout,
-                    **({"limits": limits} if sandbox else {}))
-        nbval = read_nbval(shown.output, report, shown.timed_out)
-        written = sorted(str(p.relative_to(box)) for p in
-                         set(box.rglob("*")) - before
-                         if GRADER not in p.relative_to(box).parts)
+        results = _judge(calls, requests, boxes["grading"] / GRADER /
+                         "answers", stopped)
+        nbval = read_nbval(shown.output, boxes["feedback"] / GRADER /
+                           "report.xml", shown.timed_out)
+        written = sorted({str(p.relative_to(box)) for k, box in boxes.items()
+                          for p in set(box.rglob("*")) - before[k]
+                          if GRADER not in p.relative_to(box).parts})
     died = nbval.died_at()
     status = "ok"
     if grading.timed_out or nbval.timed_out:
