@@ -171,7 +171,10 @@ def lsuv_(model: nn.Module, inputs: torch.Tensor, *, tol: float = 0.05,
         raise ValueError(f"lsuv_ found no Linear or Conv layer in "
                          f"{type(model).__name__}")
     for _, layer in layers:
-        nn.init.orthogonal_(layer.weight, generator=generator)
+        # Drawn on the CPU (where a torch.Generator lives), then copied to
+        # the layer's device.
+        w = torch.empty(layer.weight.shape)
+        layer.weight.copy_(nn.init.orthogonal_(w, generator=generator))
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
     for name, layer in layers:

@@ -118,7 +118,10 @@ def fit(model: nn.Module, train, *, loss, steps: int, batch_size: int,
 
     ``l1=lam`` adds ``lam * sum_W |W|`` over the weight matrices (parameters
     with >= 2 dims; biases and norm gains are not penalized) to the loss,
-    once per step. Its gradient is ``lam * sign(W)``.
+    once per step. Its gradient is ``lam * sign(W)``, and it is part of
+    ``.grad``: clipping, ``History.grad_norm`` and a monitor see the
+    penalty's gradient together with the data loss's. (``weight_decay``
+    acts inside the optimizer step and is in none of them.)
 
     ``warmup=k``: step ``s`` (from 0) uses ``lr * min(1, (s + 1) / k)``, a
     linear warm-up (Goyal et al. 2017).

@@ -87,10 +87,10 @@ class Check:
     """A lab check (see the module docstring).
 
     Attributes:
-        name: the check function's name in :mod:`gradlab.checks`, which the
+        name: the check function's name in ``gradlab.checks``, which the
             lab's check cell calls, e.g. ``"check_grad_norms"``.
         what: the student's function, in messages, e.g. ``"grad_norms"``.
-        cases: ``cases(rng: random.Random) -> list[dict]``.
+        cases: ``cases(rng) -> list[dict]``, ``rng`` a ``random.Random``.
         call: ``call(function, case) -> data``.
         judge: ``judge(case, value) -> None``, raises ``CheckFailed``.
     """

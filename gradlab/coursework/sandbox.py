@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,23 +159,26 @@ class _PidsCgroup:
         if self.path is not None:
             (self.path / "cgroup.procs").write_text(str(os.getpid()))
 
-    def kill_and_remove(self) -> None:
+    def kill_and_remove(self, wait: float = 30.0) -> None:
+        """Kill every process left in the cgroup, wait until they are gone
+        (a process that holds gigabytes takes a while to exit), remove it."""
         if self.path is None:
             return
-        for _ in range(50):
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
             pids = (self.path / "cgroup.procs").read_text().split()
-            if not pids:
-                break
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            _sleep(0.05)
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+            if not pids:
+                try:
+                    self.path.rmdir()
+                    return
+                except OSError:  # still emptying
+                    pass
+            time.sleep(0.1)
 
 
 def _pids_roots():
@@ -188,11 +192,6 @@ def _pids_roots():
             continue
         if "pids" in enabled:
             yield v2
-
-
-def _sleep(seconds: float) -> None:
-    import time
-    time.sleep(seconds)
 
 
 def _limit_resources(limits: Limits, cgroup: _PidsCgroup):
