@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LABS = sorted((ROOT / "labs").glob("*.ipynb"))
 LAB01 = ROOT / "labs" / "lab01_causes.ipynb"
 FIXTURES = sorted((ROOT / "tests" / "fixtures" / "submissions").glob("*"))
-# The graded fixture is shared by several tests: keep them on one worker.
-pytestmark = pytest.mark.xdist_group("coursework")
+# The tests that share the graded fixture stay on one worker.
+_SHARED = pytest.mark.xdist_group("coursework")
 
 
 def _digest(path):
@@ -102,6 +102,7 @@ def _results(grade_):
     return [r.result for r in grade_.results]
 
 
+@_SHARED
 def test_source_passes_every_check(graded):
     grades, _, _ = graded
     source = grades["lab01_causes.ipynb"]
@@ -126,6 +127,7 @@ def test_every_source_lab_passes_its_checks(lab, tmp_path):
     assert source.status == "ok"
 
 
+@_SHARED
 def test_fixture_submissions_are_graded_as_expected(graded):
     grades, _, _ = graded
     wrong = grades["wrong_answer.ipynb"]
@@ -154,6 +156,7 @@ def test_fixture_submissions_are_graded_as_expected(graded):
     assert _results(runaway) == ["not run", "not run"]
 
 
+@_SHARED
 def test_submissions_are_never_changed_and_csv_is_complete(graded):
     grades, csv_path, hashes = graded
     assert {p: _digest(p) for p in hashes} == hashes

@@ -251,6 +251,11 @@ def grade_submission(source_nb, path: Path, *, cell_timeout: int = 60,
         status = f"timeout: the notebook ran over {notebook_timeout} s"
     elif died is not None:
         status = f"the kernel died or stopped responding in cell {died}"
+    elif grading.returncode != 0 and all(r.result == "not run"
+                                         for r in results):
+        last = (grading.output.strip().splitlines() or [""])[-1]
+        status = (f"the grading run stopped (exit code "
+                  f"{grading.returncode}) before any check: {last}")[:300]
     elif written:
         status = f"wrote files: {', '.join(written)}"
         results = [CheckResult(r.check, "fail", "submissions must not write "

@@ -69,22 +69,22 @@ class Run:
 
 
 def sandbox_available() -> tuple[bool, str]:
-    """``(True, "")`` when bwrap can start a sandbox here, else ``(False,
-    why)``."""
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
+    """``(True, "")`` when the sandbox works here: bwrap runs, with the
+    binds and limits of a real run, a Python that imports gradlab; else
+    ``(False, why)``."""
+    if shutil.which("bwrap") is None:
         return False, ("bwrap is not installed (Debian/Ubuntu: apt-get "
                        "install bubblewrap)")
-    try:
-        probe = subprocess.run(
-            [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
-             "--proc", "/proc", "true"], capture_output=True, text=True,
-            timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"bwrap could not run: {exc}"
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="gradlab-probe-") as work:
+        try:
+            probe = run_sandboxed([sys.executable, "-c", "import gradlab"],
+                                  Path(work), timeout=120)
+        except OSError as exc:
+            return False, f"bwrap could not run: {exc}"
     if probe.returncode != 0:
-        return False, f"bwrap cannot create namespaces here: " \
-                      f"{probe.stderr.strip()[:300]}"
+        return False, (f"a sandboxed Python could not import gradlab: "
+                       f"{probe.output.strip()[-300:]}")
     return True, ""
 
 
@@ -108,6 +108,10 @@ def bwrap_command(argv: list[str], work: Path, env: dict) -> list[str]:
     if os.geteuid() == 0:
         # Root outside: still an ordinary user id inside.
         command += ["--unshare-user", "--uid", "1000", "--gid", "1000"]
+    # The fresh /tmp and home first: a bind below /tmp (a checkout in
+    # /tmp, say) must land on top of the tmpfs, not be hidden by it.
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--tmpfs", HOME]
     for path in _read_only_binds():
         command += ["--ro-bind", str(path), str(path)]
     for name in ("bin", "lib", "lib64", "sbin"):  # merged-/usr symlinks
@@ -116,9 +120,8 @@ def bwrap_command(argv: list[str], work: Path, env: dict) -> list[str]:
             command += ["--symlink", os.readlink(target), str(target)]
         elif target.exists():
             command += ["--ro-bind", str(target), str(target)]
-    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                "--tmpfs", HOME, "--bind", str(work), INSIDE,
-                "--chdir", INSIDE, "--clearenv"]
+    command += ["--bind", str(work), INSIDE, "--chdir", INSIDE,
+                "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     return command + ["--"] + argv
