@@ -15,7 +15,6 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, training,
     """The reference solution, with switches for the usual mistakes."""
     use_batch = training or eval_batch
     if use_batch:
-        n = x.shape[0]
         mean = x.mean(dim=0)
         var = x.var(dim=0, unbiased=unbiased_norm)
     if training or update_in_eval:
