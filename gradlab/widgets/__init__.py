@@ -1,18 +1,23 @@
 """Interactive explorers. They only wire gradlab's compute and plot
-functions to ipywidgets controls; nothing is computed here."""
+functions to ipywidgets controls; nothing is computed here.
+
+The explorers of chapters 01-04 live in this module; later chapters each
+add one module (``residual``, ``recurrent``, ``accumulation``,
+``clipping``) whose explorer is re-exported here, so ``gl.widgets.X``
+works for all of them."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
 
-from .activations import activation_histograms
-from .data import digits
-from .device import get_device
-from .grads import profile_at_init
-from .init import INITS
-from .models import ACTIVATIONS, MLP
-from .plots import COLORS, plot_activation_hist, plot_grad_profile
+from ..activations import activation_histograms
+from ..data import digits
+from ..device import get_device
+from ..grads import profile_at_init
+from ..init import INITS
+from ..models import ACTIVATIONS, MLP
+from ..plots import COLORS, plot_activation_hist, plot_grad_profile
 
 __all__ = ["depth_explorer", "EXPLORER_DEFAULTS", "init_explorer",
            "INIT_EXPLORER_DEFAULTS", "regularization_explorer",
