@@ -207,10 +207,10 @@ def regularization_explorer(train, test, *, steps: int = 200,
     import ipywidgets as w
     from IPython.display import display
 
-    from .monitor import GradientMonitor
-    from .plots import plot_curves
-    from .seed import seed_everything
-    from .train import accuracy, fit
+    from ..monitor import GradientMonitor
+    from ..plots import plot_curves
+    from ..seed import seed_everything
+    from ..train import accuracy, fit
 
     start = {**REGULARIZATION_DEFAULTS, **defaults}
     inputs, targets = train
