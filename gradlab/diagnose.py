@@ -38,10 +38,12 @@ class Report:
     """Per-layer gradient table of one batch and a verdict.
 
     Attributes:
-        rows: one dict per layer, forward order, keys ``COLUMNS``.
-            ``ratio_to_last`` divides by the last weight-matrix layer's
-            gradient norm (norm layers, whose weights are 1-D gains, get
-            NaN). ``saturated``/``dead`` are NaN where they do not apply.
+        rows: one dict per layer (:mod:`gradlab.layers`: a weight matrix,
+            forward order), keys ``COLUMNS``. ``ratio_to_last`` divides by
+            the last layer's gradient norm. ``activation`` names the
+            activation that produced the layer's *input*, and ``act_*``,
+            ``saturated``, ``dead`` describe that input; ``saturated``/
+            ``dead`` are NaN where they do not apply.
         verdict: ``"vanishing"``, ``"exploding"`` or ``"healthy"``.
         reason: one sentence with the numbers behind the verdict.
     """
@@ -95,8 +97,12 @@ def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     One forward and one backward pass under a :class:`GradientMonitor`; the
     model's ``.grad`` fields and mode (train/eval) are left as they were.
 
-    The verdict, checked in this order, on the layers with weight matrices
-    (first = nearest the input, last = nearest the loss):
+    The layers are the model's weight matrices in the order the forward
+    pass uses them (:mod:`gradlab.layers`), found by tracing the pass: a
+    model written with ``F.linear``, ``nn.MultiheadAttention``, tied
+    embeddings or functional activations is read as faithfully as
+    ``gl.models``. The verdict, checked in this order (first = used first,
+    nearest the input; last = used last, nearest the loss):
 
     * ``exploding`` if a gradient is not finite, or some layer has
       ``||dL/dW|| / ||W|| > 100`` (one SGD step at lr >= 0.01 would move it
@@ -108,10 +114,12 @@ def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
     These are rules of thumb for a network at or near initialization, from
     one batch. They can miss a problem (a tanh network in its saturated,
     chaotic regime can have a first/last ratio of a few hundred) and they
-    say nothing about whether the model will fit the data.
+    say nothing about whether the model will fit the data. What the trace
+    cannot see is listed in :mod:`gradlab.layers`; norm layers' 1-D gains
+    and biases are not layers; weights the pass never uses are left out.
 
     Args:
-        model: any ``nn.Module`` with Linear, Conv, RNN or norm layers.
+        model: any ``nn.Module`` whose forward pass uses a weight matrix.
         inputs: a batch the model accepts (moved to the model's device).
         targets: the matching targets.
         loss: ``"cross_entropy"``, ``"mse"`` or a callable.
@@ -135,29 +143,22 @@ def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
             loss_fn(model(inputs.to(device)), targets.to(device)).backward()
             monitor.step()
         record = monitor.record()
-        modules = dict(model.named_modules())
-        weight_norms = [_weight_norm(modules[name]) for name in record.layers]
+        named = dict(model.named_parameters(remove_duplicate=False))
+        weight_norms = [named[name].detach().norm().item()
+                        for name in record.layers]
     finally:
         for p, g in zip(params, saved):
             p.grad = g
     return _report(record, weight_norms)
 
 
-def _weight_norm(module: nn.Module) -> float:
-    sq = sum(p.detach().pow(2).sum().item()
-             for name, p in module.named_parameters(recurse=False)
-             if name.startswith("weight"))
-    return math.sqrt(sq)
-
-
 def _report(record, weight_norms) -> Report:
     g = record.grad_norm[0].tolist()
-    is_matrix = record.has_matrix
-    matrix = [i for i, m in enumerate(is_matrix) if m]
-    last = g[matrix[-1]] if matrix else math.nan
+    matrix = list(range(len(record.layers)))   # every layer is a matrix
+    last = g[-1] if g else math.nan
     rows = []
     for i, name in enumerate(record.layers):
-        ratio = g[i] / last if is_matrix[i] and last > 0 else math.nan
+        ratio = g[i] / last if last > 0 else math.nan
         rows.append(dict(
             layer=name, activation=record.activations[i], grad_norm=g[i],
             ratio_to_last=ratio,

@@ -2,67 +2,24 @@
 
 A vanishing gradient shows as a profile of per-layer norms
 ``||dL/dW_l||`` that shrinks geometrically from the last layer to the first.
-The functions here measure that profile for *any* model: the layers are
-the modules that own a weight matrix (``Linear``, ``Conv*``, ``RNN``/
-``LSTM``/``GRU``, ``Embedding``, ...), listed in the order the forward pass
-calls them.
+The functions here measure that profile for *any* model. A layer is a
+weight matrix, listed in the order the forward pass uses it
+(:mod:`gradlab.layers` defines both, for this module, the monitor and
+``diagnose`` alike).
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .device import device_of, get_device
+from .layers import ForwardTrace, forward_order
 from .models import MLP
 from .train import loss_function
 
-__all__ = ["layer_grad_norms", "weight_parameters", "forward_order",
-           "profile_at_init", "time_grad_norms"]
-
-
-def weight_parameters(module: nn.Module):
-    """Yield ``(name, parameter)`` for the module's own weight matrices.
-
-    A weight matrix is a parameter with at least two dimensions whose name
-    starts with ``weight`` (``weight``, ``weight_ih_l0``, ``weight_hh_l0``,
-    ...). Biases and the 1-D gains of norm layers are left out: they do not
-    take part in the product of Jacobians that makes gradients vanish.
-    """
-    for name, p in module.named_parameters(recurse=False):
-        if name.startswith("weight") and p.dim() >= 2 and p.requires_grad:
-            yield name, p
-
-
-@contextmanager
-def forward_order(model: nn.Module):
-    """Record the names of weight-owning modules as the forward pass calls them.
-
-    Yields a list that fills during the forward passes run inside the
-    ``with``; each module appears once, at its first call. The hooks are
-    removed on exit, also when the body raises.
-    """
-    order: list[str] = []
-    handles = []
-
-    def make_hook(name):
-        def hook(module, args):
-            if name not in seen:
-                seen.add(name)
-                order.append(name)
-        return hook
-
-    seen: set[str] = set()
-    try:
-        for name, module in model.named_modules():
-            if any(True for _ in weight_parameters(module)):
-                handles.append(module.register_forward_pre_hook(make_hook(name)))
-        yield order
-    finally:
-        for h in handles:
-            h.remove()
+__all__ = ["layer_grad_norms", "forward_order", "profile_at_init",
+           "time_grad_norms"]
 
 
 def layer_grad_norms(model: nn.Module, inputs: torch.Tensor,
@@ -82,12 +39,16 @@ def layer_grad_norms(model: nn.Module, inputs: torch.Tensor,
             ``loss(outputs, targets) -> scalar``.
 
     Returns:
-        ``{"<module>.<weight>": norm}``, e.g. ``{"layers.0.linear.weight":
-        0.31, ..., "head.weight": 1.7}``; the first key is the layer nearest
-        the input. A weight with no path to the loss gets ``0.0``.
+        ``{name: norm}`` for the layers of :mod:`gradlab.layers`, e.g.
+        ``{"layers.0.linear.weight": 0.31, ..., "head.weight": 1.7}``; the
+        first key is the layer the forward pass uses first. A tied matrix
+        has one key per module using it, each with the gradient of that
+        use. A weight with no path to the loss gets ``0.0``; weights the
+        forward pass never uses are left out.
 
     Raises:
-        ValueError: the model has no weight matrix, or an unknown loss.
+        ValueError: the forward pass uses no weight matrix, or an unknown
+            loss.
 
     Example:
         >>> norms = layer_grad_norms(model, X[:256], y[:256], "cross_entropy")
@@ -97,21 +58,21 @@ def layer_grad_norms(model: nn.Module, inputs: torch.Tensor,
     loss_fn = loss_function(loss)
     device = device_of(model)
     inputs, targets = inputs.to(device), targets.to(device)
-    with forward_order(model) as order:
-        value = loss_fn(model(inputs), targets)
-    modules = dict(model.named_modules())
-    names, weights = [], []
-    for module_name in order:
-        for name, p in weight_parameters(modules[module_name]):
-            names.append(f"{module_name}.{name}" if module_name else name)
-            weights.append(p)
-    if not weights:
-        raise ValueError(f"{type(model).__name__} has no weight matrix "
-                         f"(a parameter named weight* with >= 2 dims) used "
-                         f"in its forward pass")
-    grads = torch.autograd.grad(value, weights, allow_unused=True)
-    norms = torch.stack([g.norm() if g is not None else w.new_zeros(())
-                         for g, w in zip(grads, weights)])
+    trace = ForwardTrace(model)
+    try:
+        with trace:
+            outputs = model(inputs)
+    finally:
+        trace.remove_hooks()
+    value = loss_fn(outputs, targets)
+    names, tensors = trace.layers, trace.grad_tensors()
+    if not names:
+        raise ValueError(f"{type(model).__name__}'s forward pass uses no "
+                         f"weight matrix (a parameter with >= 2 dims that "
+                         f"requires grad)")
+    grads = torch.autograd.grad(value, tensors, allow_unused=True)
+    norms = torch.stack([g.norm() if g is not None else value.new_zeros(())
+                         for g in grads])
     return dict(zip(names, norms.tolist()))  # one host sync
 
 

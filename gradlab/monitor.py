@@ -1,24 +1,34 @@
 """Record what happens to every layer's gradients and activations in training.
 
 ``GradientMonitor`` is a context manager in the spirit of fastai's hooks: it
-registers forward hooks (and a tensor hook on each layer's output, for the
-backward pass) when the ``with`` starts and removes them when it ends, also
-when the body raises. Per recorded step and per layer it keeps
+registers its hooks when the ``with`` starts and removes them when it ends,
+also when the body raises. A layer is a weight matrix, in the order the
+forward pass uses it (:mod:`gradlab.layers`): each recorded forward pass
+runs under a :class:`~gradlab.layers.ForwardTrace`, so attention
+projections, tied weights and ``F.linear`` calls are layers like any
+``nn.Linear``. Per recorded step and per layer it keeps
 
-* ``grad_norm``: ``||dL/dW||`` of the layer's weights (all ``weight*``
-  parameters together);
-* ``out_grad_norm``: ``||dL/dh||`` of the layer's output ``h``, the backward
-  signal that the chain rule multiplies by each Jacobian;
-* ``act_mean``, ``act_std``: of the activation that follows the layer (the
-  first activation module called after it), or of the layer's own output if
-  none follows;
-* ``saturated``: fraction in a flat tail (|tanh| > 0.97, sigmoid outside
-  [0.03, 0.97]); NaN for other activations;
-* ``dead``: fraction of ReLU units that are zero on the whole batch; NaN for
-  other activations;
+* ``grad_norm``: ``||dL/dW||`` (``W.grad`` after backward; for a tied
+  matrix, the gradient of this module's use of it);
+* ``out_grad_norm``: ``||dL/dh||`` of the output ``h`` of the call that
+  used ``W``, the backward signal the chain rule multiplies by each
+  Jacobian (a call that uses several matrices, like ``nn.LSTM`` or
+  ``nn.MultiheadAttention``, gives it to its last one; NaN for the others);
+* ``act_mean``, ``act_std``: of the layer's *input*, i.e. the previous
+  activation, whatever computed it (module, ``torch.relu``, ``x.tanh()``);
+* ``saturated``: fraction of the input in a flat tail (|tanh| > 0.97,
+  sigmoid outside [0.03, 0.97]); NaN unless the input is a tanh/sigmoid
+  output;
+* ``dead``: fraction of input units that are zero on the whole batch, when
+  the input is a ReLU output; NaN otherwise;
 * ``update_ratio``: ``||W_after - W_before|| / ||W_before||`` across the
   optimizer step. Karpathy's rule of thumb: around 1e-3 is healthy, far
   below learns slowly, far above is unstable.
+
+The first layer's input is the data, so its activation columns describe the
+data. A matrix used several times in one pass (a recurrent cell run in a
+Python loop) gets the input statistics of its first use. With gradient
+accumulation, activation statistics come from the first micro-batch.
 
 Two estimates keep the cost within 15% of a CPU training step (measured by
 ``benchmarks/monitor_overhead.py``; exact versions cost ~35%): mean, std and
@@ -38,14 +48,12 @@ import torch
 from torch import nn
 
 from ._validate import check_positive_int
-from .activations import (ACTIVATION_TYPES, activation_name, dead_count,
-                          saturated_count)
+from .activations import dead_count, saturated_count
 from .device import device_of
+from .layers import ForwardTrace, Use, weight_matrices
 
-__all__ = ["GradientMonitor", "MonitorRecord", "TRACKED_TYPES"]
+__all__ = ["GradientMonitor", "MonitorRecord"]
 
-TRACKED_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase,
-                 nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 METRICS = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated",
            "dead", "update_ratio")
 DEAD_TYPES = ("relu", "relu6")
@@ -59,11 +67,9 @@ class MonitorRecord:
     """What a :class:`GradientMonitor` recorded, on the CPU.
 
     Attributes:
-        layers: layer names in forward order.
-        activations: name of the activation paired with each layer
-            (``""`` when none follows it).
-        has_matrix: whether each layer owns a weight matrix (``Linear``,
-            ``Conv``, ``RNN``); norm layers' 1-D gains do not count.
+        layers: layer names (:mod:`gradlab.layers`) in forward order.
+        activations: the activation that produced each layer's input
+            (``""`` when none is known, e.g. for the first layer).
         steps: ``[T]`` indices (from 0) of the recorded steps.
         grad_norm, out_grad_norm, act_mean, act_std, saturated, dead,
         update_ratio: ``[T, L]`` float tensors, one row per recorded step,
@@ -72,7 +78,6 @@ class MonitorRecord:
 
     layers: list
     activations: list
-    has_matrix: list
     steps: torch.Tensor
     grad_norm: torch.Tensor
     out_grad_norm: torch.Tensor
@@ -88,13 +93,13 @@ class GradientMonitor:
 
     Call :meth:`step` once after each ``optimizer.step()`` (``gl.fit`` does
     it when given ``monitor=``); gradients are read from ``.grad``, so call
-    it before the next ``zero_grad``. With gradient accumulation, activation
-    statistics come from the last micro-batch.
+    it before the next ``zero_grad``. The monitor traces the calls of
+    ``model`` itself: run the forward pass through it.
 
     Args:
-        model: any ``nn.Module``. Layers are its ``Linear``, ``Conv*``,
-            ``RNN``/``LSTM``/``GRU`` and norm modules.
-        every: record one step in ``every``; hooks do no work on the others.
+        model: any ``nn.Module`` with at least one weight matrix.
+        every: record one step in ``every``; on the others the monitor does
+            no work beyond two Python calls per forward pass.
         capacity: recorded steps to preallocate; grows by doubling.
 
     Example:
@@ -108,33 +113,29 @@ class GradientMonitor:
     def __init__(self, model: nn.Module, every: int = 1, capacity: int = 256):
         check_positive_int("every", every)
         check_positive_int("capacity", capacity)
-        named = [(n, m) for n, m in model.named_modules()
-                 if isinstance(m, TRACKED_TYPES)]
-        if not named:
-            raise ValueError(f"{type(model).__name__} has no layer the monitor "
-                             f"tracks (Linear, Conv, RNN/LSTM/GRU, norm)")
+        matrices = weight_matrices(model)
+        if not matrices:
+            raise ValueError(f"{type(model).__name__} has no weight matrix "
+                             f"(a parameter with >= 2 dims that requires "
+                             f"grad) for the monitor to track")
         self.model, self.every = model, every
-        self._names = [n for n, _ in named]
-        self._modules = [m for _, m in named]
-        self._weights = [[p for name, p in m.named_parameters(recurse=False)
-                          if name.startswith("weight")] for m in self._modules]
-        self._flat = [p for ws in self._weights for p in ws]
+        self._flat = [p for p, _ in matrices]
+        self._matrix_of = {id(p): i for i, p in enumerate(self._flat)}
         dev = self._device = device_of(model)
-        # Which layer each weight belongs to, to sum squared norms per layer.
-        self._owner = torch.tensor([i for i, ws in enumerate(self._weights)
-                                    for _ in ws], dtype=torch.long, device=dev)
         g = torch.Generator().manual_seed(0)
         self._sample = [torch.randperm(w.numel(), generator=g)[:UPDATE_SAMPLE]
                         .sort().values.to(dev) for w in self._flat]
         self._nan = torch.tensor(math.nan, device=dev)
-        self._data = torch.full((len(METRICS), capacity, len(named)),
+        # at most one row per name a matrix goes by (tied matrices: several)
+        self._max_rows = sum(len(names) for _, names in matrices)
+        self._data = torch.full((len(METRICS), capacity, self._max_rows),
                                 math.nan, device=dev)
         self._steps: list[int] = []
         self._step = 0
         self._handles: list = []
-        self._order: list[int] = []       # forward order, from the 1st pass
-        self._ordered: set[int] = set()
-        self._paired: list[str] = [""] * len(named)
+        self._trace: ForwardTrace | None = None
+        self._tracing = False
+        self._paired: list[str] = [""] * self._max_rows
         self._before: list = []  # sampled weights, taken when `with` starts
         self._reset_step_buffers()
 
@@ -142,13 +143,12 @@ class GradientMonitor:
     def __enter__(self) -> "GradientMonitor":
         if self._handles:
             raise RuntimeError("this GradientMonitor is already active")
-        for i, module in enumerate(self._modules):
-            self._handles.append(module.register_forward_hook(
-                self._make_layer_hook(i)))
-        for module in self.model.modules():
-            if isinstance(module, ACTIVATION_TYPES):
-                self._handles.append(module.register_forward_hook(
-                    self._activation_hook))
+        self._trace = ForwardTrace(self.model, on_use=self._on_use,
+                                   on_view=self._on_view)
+        self._handles = [
+            self.model.register_forward_pre_hook(self._start_pass),
+            self.model.register_forward_hook(self._end_pass,
+                                             always_call=True)]
         self._before = self._sampled()
         return self
 
@@ -160,6 +160,11 @@ class GradientMonitor:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        if self._trace is not None:
+            if self._tracing:  # a forward pass raised past its end hook
+                self._trace.__exit__(None, None, None)
+                self._tracing = False
+            self._trace.remove_hooks()
 
     @property
     def active(self) -> bool:
@@ -170,39 +175,42 @@ class GradientMonitor:
     def _recording(self) -> bool:
         return self._step % self.every == 0 and torch.is_grad_enabled()
 
-    def _make_layer_hook(self, i: int):
-        def hook(module, args, output):
-            if not self._recording():
-                return
-            out = output[0] if isinstance(output, tuple) else output
-            if out.device != self._device:  # e.g. gl.fit moved the model
-                self._move_to(out.device)
-            if i not in self._ordered:  # first call ever: forward order
-                self._ordered.add(i)
-                self._order.append(i)
-            self._last = i
-            # Sums now, while the output is hot in cache (a pass over all
-            # activations after backward cost 3x more), and only when no
-            # activation module is known to follow this layer.
-            if not self._paired[i]:
-                self._sums[i] = self._act_sums(out.detach(), "")
-            if out.requires_grad:
-                out.register_hook(lambda grad: self._add_out_grad(i, grad))
-        return hook
+    def _start_pass(self, module, args) -> None:
+        if self._recording() and not self._tracing:
+            self._tracing = True
+            self._trace.__enter__()
 
-    def _activation_hook(self, module, args, output):
-        # Pair the activation with the layer that ran just before it.
-        i = self._last
-        if i is None or i in self._claimed or not self._recording():
-            return
-        self._claimed.add(i)
-        self._paired[i] = activation_name(module)
-        self._sums[i] = self._act_sums(output.detach(), self._paired[i])
+    def _end_pass(self, module, args, output) -> None:
+        if self._tracing:
+            self._tracing = False
+            self._trace.__exit__(None, None, None)
+
+    def _on_use(self, use: Use) -> None:
+        out = use.output
+        if out is not None and out.device != self._device:
+            self._move_to(out.device)  # e.g. gl.fit moved the model
+        if out is not None and out.requires_grad:
+            last = use.rows[-1]
+            out.register_hook(lambda grad: self._add_out_grad(last, grad))
+        first = use.rows[0]
+        # Sums now, while the input is hot in cache (a pass over all
+        # activations after backward cost 3x more); first use in a step.
+        if use.input is not None and self._sums[first] is None:
+            if use.activation:
+                self._paired[first] = use.activation
+            self._sums[first] = self._act_sums(use.input, use.activation)
+
+    def _on_view(self, row: int, view: torch.Tensor) -> None:
+        view.register_hook(lambda grad: self._add_tied_grad(row, grad))
 
     def _add_out_grad(self, i: int, grad: torch.Tensor) -> None:
         flat = grad.detach().reshape(-1)
         sq = torch.dot(flat, flat)
         self._out_sq[i] = sq if self._out_sq[i] is None else self._out_sq[i] + sq
+
+    def _add_tied_grad(self, i: int, grad: torch.Tensor) -> None:
+        g = grad.detach()
+        self._tied[i] = g if i not in self._tied else self._tied[i] + g
 
     def _act_sums(self, h: torch.Tensor, activation: str):
         """``(sum, sum of squares, saturated count, dead count)`` as 0-d
@@ -220,17 +228,15 @@ class GradientMonitor:
                 (rows.numel(), units))
 
     def _reset_step_buffers(self) -> None:
-        n = len(self._modules)
+        n = self._max_rows
         self._sums: list = [None] * n
-        self._claimed: set = set()        # layers paired in this step
         self._out_sq: list = [None] * n
-        self._last = None
+        self._tied: dict = {}             # row -> summed gradient of its use
 
     # -- recording -------------------------------------------------------------
     def _move_to(self, device: torch.device) -> None:
         """Follow the model to another device (buffers are small)."""
         self._device = device
-        self._owner = self._owner.to(device)
         self._sample = [idx.to(device) for idx in self._sample]
         self._before = [b.to(device) for b in self._before]
         self._nan = self._nan.to(device)
@@ -246,7 +252,7 @@ class GradientMonitor:
         if not self.active:
             raise RuntimeError("GradientMonitor.step() called outside its "
                                "`with` block: the hooks are not registered")
-        if self._flat and self._flat[0].device != self._device:
+        if self._flat[0].device != self._device:
             self._move_to(self._flat[0].device)
         now = None
         if self._step % self.every == 0:
@@ -261,44 +267,48 @@ class GradientMonitor:
         if row == self._data.shape[1]:  # full: double the capacity
             self._data = torch.cat([self._data, torch.full_like(
                 self._data, math.nan)], dim=1)
-        n, nan = len(self._modules), self._nan
+        n, nan = len(self._trace.layers), self._nan
         now = self._sampled()
-        if self._flat:
-            grads = [w.grad if w.grad is not None else torch.zeros_like(w)
-                     for w in self._flat]
-            delta = torch._foreach_sub(now, self._before)
-            sq = torch.stack(torch._foreach_norm(
-                grads + self._before + list(delta))).pow(2)
-            per_layer = torch.zeros(3, n, device=self._device).index_add_(
-                1, self._owner, sq.view(3, -1)).sqrt()
-            grad_norm, update = per_layer[0], per_layer[2] / per_layer[1]
-        else:
-            grad_norm = update = nan.expand(n)
+        self._steps.append(self._step)
+        if n == 0:  # no forward pass through the model in this step
+            return now
+        m = len(self._flat)
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w)
+                 for w in self._flat]
+        delta = torch._foreach_sub(now, self._before)
+        per_matrix = torch.stack(torch._foreach_norm(
+            grads + self._before + list(delta))).view(3, m)
+        owner = torch.tensor([self._matrix_of[id(p)]
+                              for p in self._trace.params], dtype=torch.long,
+                             device=self._device)
+        grad_norm = per_matrix[0, owner]                          # [n]
+        for i, g in self._tied.items():   # tied rows: their own use's grad
+            grad_norm[i] = g.norm()
+        update = per_matrix[2, owner] / per_matrix[1, owner]
         empty = ((nan,) * 4, (math.nan, math.nan))
         sums, counts = zip(*[s if s is not None else empty
-                             for s in self._sums])
+                             for s in self._sums[:n]])
         total, total_sq, sat, dead = torch.stack(
-            [x for s in sums for x in s]).view(n, 4).T           # 4 x [L]
+            [x for s in sums for x in s]).view(n, 4).T           # 4 x [n]
         samples, units = torch.tensor(counts, device=self._device).T
         mean = total / samples
         std = ((total_sq - total * mean) / (samples - 1)).clamp_min(0).sqrt()
         out = torch.stack([sq if sq is not None else nan
-                           for sq in self._out_sq]).sqrt()
-        self._data[:, row] = torch.stack(
+                           for sq in self._out_sq[:n]]).sqrt()
+        self._data[:, row, :n] = torch.stack(
             [grad_norm, out, mean, std, sat / samples, dead / units, update])
-        self._steps.append(self._step)
         return now
 
     def record(self) -> MonitorRecord:
-        """Return the recorded steps as a :class:`MonitorRecord` (one sync)."""
+        """Return the recorded steps as a :class:`MonitorRecord` (one sync).
+
+        Layers are those the recorded forward passes used; a matrix no pass
+        used has no column."""
         t = len(self._steps)
-        order = self._order + [i for i in range(len(self._modules))
-                               if i not in self._ordered]
-        data = self._data[:, :t][:, :, order].cpu()
+        n = len(self._trace.layers) if self._trace is not None else 0
+        data = self._data[:, :t, :n].cpu()
         return MonitorRecord(
-            layers=[self._names[i] for i in order],
-            activations=[self._paired[i] for i in order],
-            has_matrix=[any(w.dim() >= 2 for w in self._weights[i])
-                        for i in order],
+            layers=list(self._trace.layers) if n else [],
+            activations=self._paired[:n],
             steps=torch.tensor(self._steps, dtype=torch.long),
             **dict(zip(METRICS, data)))

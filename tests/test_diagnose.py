@@ -31,13 +31,14 @@ def test_large_linear_init_explodes(digits):
 
 def test_report_rows_text_and_html(digits):
     report = _diagnose(digits, depth=3, activation="tanh", norm="layer")
-    assert [r["layer"] for r in report.rows][:2] == ["layers.0.linear",
-                                                     "layers.0.norm"]
+    # norm layers' 1-D gains are not layers
+    assert [r["layer"] for r in report.rows] == [
+        "layers.0.linear.weight", "layers.1.linear.weight",
+        "layers.2.linear.weight", "head.weight"]
     head = report.rows[-1]
-    assert head["layer"] == "head" and head["ratio_to_last"] == 1.0
-    assert math.isnan(report.rows[1]["ratio_to_last"])  # a 1-D gain
+    assert head["layer"] == "head.weight" and head["ratio_to_last"] == 1.0
     text = str(report)
-    assert "verdict: healthy" in text and "layers.2.norm" in text
+    assert "verdict: healthy" in text and "layers.2.linear.weight" in text
     assert "<table>" in report._repr_html_()
 
 
@@ -58,8 +59,8 @@ def test_diagnose_any_module(digits):
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(),
                                 torch.nn.Linear(32, 10))
     report = gl.diagnose(model, X[:64], y[:64], "cross_entropy")
-    assert [r["layer"] for r in report.rows] == ["0", "2"]
-    assert report.rows[0]["activation"] == "tanh"
+    assert [r["layer"] for r in report.rows] == ["0.weight", "2.weight"]
+    assert [r["activation"] for r in report.rows] == ["", "tanh"]
     assert report.verdict == "healthy"
 
 

@@ -37,12 +37,14 @@ def test_recorded_norms_equal_grad_norms_by_hand(digits):
     with gl.GradientMonitor(model) as monitor:
         seen = _hand_loop(model, X, y, 3, monitor)
     record = monitor.record()
-    assert record.layers == [f"layers.{i}.linear" for i in range(4)] + ["head"]
-    assert record.activations == ["tanh"] * 4 + [""]
+    assert record.layers == [f"layers.{i}.linear.weight"
+                             for i in range(4)] + ["head.weight"]
+    # each layer's input: the data, then the previous layer's tanh
+    assert record.activations == [""] + ["tanh"] * 4
     assert record.grad_norm.shape == (3, 5)
     for step, (grads, before, out_grad) in enumerate(seen):
         for j, layer in enumerate(record.layers):
-            want = grads[f"{layer}.weight"]
+            want = grads[layer]
             assert record.grad_norm[step, j].item() == pytest.approx(
                 want, rel=1e-5)
         # the head's output is the logits: its gradient we kept by hand
@@ -64,11 +66,15 @@ def test_activation_statistics_match_by_hand(digits):
         nn.functional.cross_entropy(model(X[:64]), y[:64]).backward()
         monitor.step()
     record = monitor.record()
+    # layer j + 1's input is hidden layer j's ReLU output
     for j, h in enumerate(acts.values()):
-        assert record.act_mean[0, j].item() == pytest.approx(h.mean().item())
-        assert record.act_std[0, j].item() == pytest.approx(h.std().item())
-        assert record.dead[0, j].item() == (h <= 0).all(0).float().mean()
-    assert math.isnan(record.saturated[0, 0].item())  # ReLU does not saturate
+        assert record.act_mean[0, j + 1].item() == pytest.approx(
+            h.mean().item())
+        assert record.act_std[0, j + 1].item() == pytest.approx(
+            h.std().item())
+        assert record.dead[0, j + 1].item() == (h <= 0).all(0).float().mean()
+    assert math.isnan(record.saturated[0, 1].item())  # ReLU does not saturate
+    assert math.isnan(record.dead[0, 0].item())  # the data is no ReLU output
 
 
 def test_hooks_removed_when_the_body_raises(digits):
@@ -107,21 +113,23 @@ def test_any_module_conv_and_gru(generator):
                                     torch.tensor([0, 1, 0, 1, 1])).backward()
         monitor.step()
     record = monitor.record()
-    assert record.layers == ["0", "3"] and record.activations == ["relu", ""]
+    assert record.layers == ["0.weight", "3.weight"]
+    assert record.activations == ["", "relu"]   # kept through nn.Flatten
     x, y = gl.data.adding_problem(8, 12, generator=generator)
     gru = gl.models.SequenceModel("gru", 2, 8, 1)
     with gl.GradientMonitor(gru) as monitor:
         nn.functional.mse_loss(gru(x), y).backward()
         monitor.step()
     record = monitor.record()
-    assert record.layers == ["rnn", "head"]
-    want = torch.cat([gru.rnn.weight_ih_l0.grad.flatten(),
-                      gru.rnn.weight_hh_l0.grad.flatten()]).norm().item()
-    assert record.grad_norm[0, 0].item() == pytest.approx(want, rel=1e-5)
+    assert record.layers == ["rnn.weight_ih_l0", "rnn.weight_hh_l0",
+                             "head.weight"]
+    for j, p in enumerate([gru.rnn.weight_ih_l0, gru.rnn.weight_hh_l0]):
+        assert record.grad_norm[0, j].item() == pytest.approx(
+            p.grad.norm().item(), rel=1e-5)
 
 
 def test_no_layers_is_an_error():
-    with pytest.raises(ValueError, match="no layer the monitor tracks"):
+    with pytest.raises(ValueError, match="no weight matrix"):
         gl.GradientMonitor(nn.ReLU())
 
 
@@ -145,8 +153,8 @@ def test_sampled_estimates_are_close_to_exact(digits):
     record = monitor.record()
     exact = ((big.detach() - before).norm() / before.norm()).item()
     assert record.update_ratio[-1, 1].item() == pytest.approx(exact, rel=0.05)
-    h = acts["layers.1.act"]                       # [256, 256]
-    assert record.act_mean[-1, 1].item() == pytest.approx(h.mean().item(),
+    h = acts["layers.1.act"]          # [256, 256], the head's input
+    assert record.act_mean[-1, 2].item() == pytest.approx(h.mean().item(),
                                                           abs=0.02)
-    assert record.act_std[-1, 1].item() == pytest.approx(h.std().item(),
+    assert record.act_std[-1, 2].item() == pytest.approx(h.std().item(),
                                                          rel=0.05)
