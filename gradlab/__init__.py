@@ -12,6 +12,8 @@ here, so the book's notebooks stay short and the tools work on any
 """
 
 from . import activations, checks, data, init, models, plots, widgets
+from . import accumulation, memory, parallel
+from . import clipping, lr_range
 from .device import configure_cpu, get_device
 from .diagnose import Report, diagnose
 from .grads import layer_grad_norms, profile_at_init, time_grad_norms
@@ -22,6 +24,7 @@ from .train import History, NonFiniteLossError, accuracy, fit
 __all__ = ["activations", "checks", "data", "widgets", "init", "models", "configure_cpu", "get_device",
            "layer_grad_norms", "time_grad_norms", "diagnose", "Report", "GradientMonitor",
            "MonitorRecord", "plots", "profile_at_init", "seed_everything", "History",
-           "NonFiniteLossError", "accuracy", "fit"]
+           "NonFiniteLossError", "accuracy", "fit", "accumulation", "memory",
+           "parallel", "clipping", "lr_range"]
 
 __version__ = "0.1.0"

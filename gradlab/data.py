@@ -1,4 +1,5 @@
-"""The two data sets of the book: real digits and a synthetic memory task.
+"""The data sets of the book: real digits, a synthetic memory task, and a
+synthetic language whose best possible loss is known.
 
 Nothing is downloaded: the digits ship inside scikit-learn.
 """
@@ -9,7 +10,7 @@ import torch
 
 from ._validate import check_positive_int
 
-__all__ = ["digits", "adding_problem"]
+__all__ = ["digits", "adding_problem", "markov_chain", "markov_entropy_rate"]
 
 
 def digits(*, seed: int = 0, test_fraction: float = 0.25):
@@ -89,3 +90,106 @@ def adding_problem(n: int, seq_len: int, *, generator: torch.Generator):
     x = torch.stack([values, markers], dim=-1)                       # [n, T, 2]
     y = (values * markers).sum(dim=1, keepdim=True)                  # [n, 1]
     return x, y
+
+
+def markov_chain(n: int, seq_len: int, *, vocab_size: int,
+                 generator: torch.Generator, sharpness: float = 2.0):
+    """Sample token sequences from a random first-order Markov chain.
+
+    A small synthetic language for causal language models whose optimal
+    loss is known in closed form. The transition matrix has rows
+
+    .. math:: P_{i\\cdot} = \\mathrm{softmax}(s\\, z_{i\\cdot}),
+        \\qquad z_{ij} \\sim \\mathcal N(0, 1),
+
+    with ``s = sharpness`` (0 gives i.i.d. uniform tokens, larger values
+    more predictable ones). The first token of every sequence is drawn from
+    the chain's stationary distribution :math:`\\pi`, so every position has
+    marginal :math:`\\pi`, and the best expected cross-entropy of a model
+    that predicts token ``t + 1`` from tokens ``0..t`` is the entropy rate
+    :func:`markov_entropy_rate` (in nats).
+
+    Args:
+        n: number of sequences.
+        seq_len: tokens per sequence, at least 2 (a language model reads
+            ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``).
+        vocab_size: number of states (token ids ``0..vocab_size - 1``), at
+            least 2.
+        generator: source of randomness for the matrix and the samples.
+        sharpness: scale ``s >= 0`` of the logits of each row.
+
+    Returns:
+        ``(tokens, transition)``: int64 ``[n, seq_len]`` token ids and the
+        float64 ``[vocab_size, vocab_size]`` row-stochastic matrix
+        ``transition[i, j] = P(next = j | current = i)``, on the CPU.
+
+    Raises:
+        ValueError: ``n < 1``, ``seq_len < 2``, ``vocab_size < 2`` or
+            ``sharpness < 0``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> tokens, P = markov_chain(512, 33, vocab_size=16, generator=g)
+        >>> inputs, targets = tokens[:, :-1], tokens[:, 1:]   # [512, 32]
+        >>> best = markov_entropy_rate(P)   # the loss to aim for, in nats
+    """
+    check_positive_int("n", n)
+    check_positive_int("seq_len", seq_len, minimum=2)
+    check_positive_int("vocab_size", vocab_size, minimum=2)
+    if not sharpness >= 0:
+        raise ValueError(f"sharpness must be >= 0, got {sharpness!r}")
+    logits = torch.randn(vocab_size, vocab_size, generator=generator,
+                         dtype=torch.float64)
+    transition = torch.softmax(sharpness * logits, dim=1)    # [V, V]
+    start = _stationary(transition)                           # [V]
+    tokens = torch.empty(n, seq_len, dtype=torch.int64)
+    tokens[:, 0] = torch.multinomial(start.expand(n, -1), 1,
+                                     generator=generator)[:, 0]
+    for t in range(1, seq_len):  # each row's next token given its current
+        rows = transition[tokens[:, t - 1]]                   # [n, V]
+        tokens[:, t] = torch.multinomial(rows, 1, generator=generator)[:, 0]
+    return tokens, transition
+
+
+def _stationary(transition: torch.Tensor) -> torch.Tensor:
+    """The stationary distribution ``pi = pi P`` of a row-stochastic
+    matrix with positive entries (unique by Perron-Frobenius)."""
+    values, vectors = torch.linalg.eig(transition.T.to(torch.float64))
+    pi = vectors[:, values.real.argmax()].real                # [V]
+    return (pi / pi.sum()).clamp_min(0)
+
+
+def markov_entropy_rate(transition: torch.Tensor) -> float:
+    """Return the entropy rate of a Markov chain, in nats.
+
+    .. math:: H = -\\sum_i \\pi_i \\sum_j P_{ij} \\log P_{ij},
+
+    where :math:`\\pi` is the stationary distribution (``pi = pi P``). For
+    sequences from :func:`markov_chain` it is the lowest expected
+    cross-entropy per predicted token that any model can reach (Cover &
+    Thomas, *Elements of Information Theory*, ch. 4).
+
+    Args:
+        transition: ``[V, V]`` row-stochastic matrix with positive entries.
+
+    Returns:
+        The entropy rate, between 0 and ``log V``.
+
+    Raises:
+        ValueError: ``transition`` is not square or its rows do not sum
+            to 1.
+    """
+    P = torch.as_tensor(transition, dtype=torch.float64)
+    if P.dim() != 2 or P.shape[0] != P.shape[1]:
+        raise ValueError(f"transition must be a square matrix, got shape "
+                         f"{tuple(P.shape)}")
+    if (P < 0).any() or not torch.allclose(P.sum(dim=1),
+                                           torch.ones(len(P),
+                                                      dtype=P.dtype)):
+        raise ValueError("transition must be row-stochastic: entries >= 0 "
+                         "and every row summing to 1")
+    pi = _stationary(P)                                       # [V]
+    # 0 log 0 = 0: a zero probability contributes nothing
+    row_entropy = -(P * torch.log(P.where(P > 0, torch.ones_like(P)))
+                    ).sum(dim=1)                              # [V]
+    return float(pi @ row_entropy)

@@ -26,11 +26,14 @@ class Block(nn.Module):
 
     The normalization sits between the affine map and the nonlinearity, as in
     Ioffe & Szegedy (2015). With a norm layer the linear bias is dropped:
-    the norm's own shift makes it redundant.
+    the norm's own shift makes it redundant. With ``rezero=True`` a residual
+    block computes ``x + alpha * h`` with a learned scalar ``alpha``
+    initialized at 0 (Bachlechner et al. 2020, "ReZero is all you need").
     """
 
     def __init__(self, in_features: int, out_features: int, *, activation: str,
-                 norm: str | None, residual: bool, dropout: float):
+                 norm: str | None, residual: bool, dropout: float,
+                 rezero: bool = False):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features, bias=norm is None)
         if norm == "batch":
@@ -42,13 +45,19 @@ class Block(nn.Module):
         self.act = _activation(activation)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = residual
+        # ReZero: the block starts as the identity; alpha is learned.
+        self.alpha = (nn.Parameter(torch.zeros(()))
+                      if residual and rezero else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, in]
         h = self.drop(self.act(self.norm(self.linear(x))))  # [B, out]
+        if self.alpha is not None:
+            return x + self.alpha * h
         return x + h if self.residual else h
 
     def extra_repr(self) -> str:
-        return f"residual={self.residual}"
+        rezero = ", rezero=True" if self.alpha is not None else ""
+        return f"residual={self.residual}{rezero}"
 
 
 class MLP(nn.Module):
@@ -62,7 +71,12 @@ class MLP(nn.Module):
 
     With ``residual=True`` every hidden layer whose input and output widths
     agree (all but the first) computes ``h_{l-1} + f(h_{l-1})``, as in He et
-    al. (2016); the first layer changes the width and stays plain.
+    al. (2016); the first layer changes the width and stays plain. With
+    ``rezero=True`` as well, each of them computes ``h_{l-1} + \alpha_l
+    f(h_{l-1})`` with a learned scalar ``\alpha_l`` initialized at 0
+    (Bachlechner et al. 2020, "ReZero is all you need: fast convergence at
+    large depth"): at initialization the residual part of the network is
+    the identity, whatever its depth.
 
     Args:
         in_features: size of each input sample.
@@ -76,6 +90,8 @@ class MLP(nn.Module):
         init_std: standard deviation for ``init="normal"``.
         norm: ``None``, ``"batch"`` or ``"layer"``.
         residual: add skip connections around hidden layers 2..depth.
+        rezero: scale each residual branch by a learned ``alpha``
+            initialized at 0; needs ``residual=True``.
         dropout: dropout probability after each activation, in [0, 1).
         generator: optional source of randomness for the weights.
 
@@ -94,7 +110,8 @@ class MLP(nn.Module):
                  width: int, activation: str = "relu", init: str = "kaiming",
                  init_std: float | None = None, norm: str | None = None,
                  residual: bool = False, dropout: float = 0.0,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None,
+                 rezero: bool = False):
         super().__init__()
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("init", init, INITS)
@@ -105,10 +122,14 @@ class MLP(nn.Module):
             check_positive_int(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if rezero and not residual:
+            raise ValueError("rezero=True scales residual branches and needs "
+                             "residual=True, got residual=False")
         self.layers = nn.ModuleList(
             Block(in_features if i == 0 else width, width,
                   activation=activation, norm=norm,
-                  residual=residual and i > 0, dropout=dropout)
+                  residual=residual and i > 0, dropout=dropout,
+                  rezero=rezero)
             for i in range(depth))
         self.head = nn.Linear(width, out_features)
         for block in self.layers:

@@ -21,7 +21,11 @@ from ..plots import COLORS, plot_activation_hist, plot_grad_profile
 
 __all__ = ["depth_explorer", "EXPLORER_DEFAULTS", "init_explorer",
            "INIT_EXPLORER_DEFAULTS", "regularization_explorer",
-           "REGULARIZATION_DEFAULTS"]
+           "REGULARIZATION_DEFAULTS", "residual_explorer",
+           "RESIDUAL_DEFAULTS", "accumulation_explorer",
+           "ACCUMULATION_DEFAULTS", "clipping_explorer",
+           "CLIPPING_DEFAULTS",
+           "recurrent_explorer", "RECURRENT_DEFAULTS"]
 
 # The explorer opens on these values; a chapter's static figure drawn with
 # the same values shows the printed reader what the widget shows.
@@ -263,3 +267,7 @@ def regularization_explorer(train, test, *, steps: int = 200,
                    controls["depth"]])
     right = w.VBox([controls["weight_decay"], controls["dropout"]])
     return w.VBox([w.HBox([left, right]), out])
+from .accumulation import accumulation_explorer, ACCUMULATION_DEFAULTS  # noqa: E402
+from .clipping import clipping_explorer, CLIPPING_DEFAULTS  # noqa: E402
+from .recurrent import recurrent_explorer, RECURRENT_DEFAULTS  # noqa: E402
+from .residual import residual_explorer, RESIDUAL_DEFAULTS  # noqa: E402
