@@ -22,6 +22,8 @@ __all__ = ["diagnose", "Report", "VANISHING_RATIO", "EXPLODING_RATIO",
 VANISHING_RATIO = 1e-3
 # The mirror image: the first layer would move 1000x faster than the last.
 EXPLODING_RATIO = 1e3
+# A note (not a verdict) when over half a layer's input is dead/saturated.
+NOTE_FRACTION = 0.5
 # ||dL/dW|| / ||W|| > 100: one SGD step at any lr >= 0.01 changes the layer
 # by more than its own norm (update:data ratio > 1, 1000x the healthy 1e-3).
 EXPLODING_GRAD_TO_WEIGHT = 1e2
@@ -46,11 +48,15 @@ class Report:
             ``dead`` are NaN where they do not apply.
         verdict: ``"vanishing"``, ``"exploding"`` or ``"healthy"``.
         reason: one sentence with the numbers behind the verdict.
+        notes: warnings the verdict does not cover: layers whose input is
+            over half dead ReLUs or saturated units (a network can be
+            "healthy" by the gradient ratio and still not learn).
     """
 
     rows: list
     verdict: str
     reason: str
+    notes: list = field(default_factory=list)
     thresholds: dict = field(default_factory=lambda: dict(
         vanishing_ratio=VANISHING_RATIO, exploding_ratio=EXPLODING_RATIO,
         exploding_grad_to_weight=EXPLODING_GRAD_TO_WEIGHT))
@@ -64,7 +70,8 @@ class Report:
                   for col in zip(header, *lines)]
         out = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths))
                for row in [header, *lines]]
-        return "\n".join(out + [f"verdict: {self.verdict} ({self.reason})"])
+        return "\n".join(out + [f"verdict: {self.verdict} ({self.reason})"]
+                         + [f"note: {n}" for n in self.notes])
 
     def _repr_html_(self) -> str:
         colour = VERDICT_COLORS[self.verdict]
@@ -72,9 +79,10 @@ class Report:
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>"
                              for c in COLUMNS) + "</tr>" for r in self.rows)
+        notes = "".join(f"<p>note: {html.escape(n)}</p>" for n in self.notes)
         return (f"<p><b style='color:{colour}'>{self.verdict}</b>: "
-                f"{html.escape(self.reason)}</p><table><thead><tr>{head}"
-                f"</tr></thead><tbody>{body}</tbody></table>")
+                f"{html.escape(self.reason)}</p>{notes}<table><thead><tr>"
+                f"{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def plot(self, ax=None):
         """Draw the per-layer gradient norms with the verdict as title."""
@@ -170,7 +178,23 @@ def _report(record, weight_norms) -> Report:
             saturated=record.saturated[0, i].item(),
             dead=record.dead[0, i].item()))
     verdict, reason = _verdict(rows, matrix, g)
-    return Report(rows=rows, verdict=verdict, reason=reason)
+    return Report(rows=rows, verdict=verdict, reason=reason,
+                  notes=_notes(rows))
+
+
+def _notes(rows) -> list:
+    """Warnings the verdict does not cover: a layer whose input is mostly
+    dead ReLUs or saturated tanh/sigmoid units can pass a healthy gradient
+    ratio and still not learn."""
+    notes = []
+    for r in rows:
+        if r["dead"] > NOTE_FRACTION:    # NaN compares False
+            notes.append(f"{r['dead']:.0%} of the units feeding "
+                         f"{r['layer']} are dead ReLUs (zero on every sample)")
+        if r["saturated"] > NOTE_FRACTION:
+            notes.append(f"{r['saturated']:.0%} of the {r['activation']} "
+                         f"outputs feeding {r['layer']} are saturated")
+    return notes
 
 
 def _verdict(rows, matrix, g):
@@ -186,6 +210,12 @@ def _verdict(rows, matrix, g):
                              f" > {EXPLODING_GRAD_TO_WEIGHT:g}")
     ratio = rows[matrix[0]]["ratio_to_last"]
     first, last = rows[matrix[0]]["layer"], rows[matrix[-1]]["layer"]
+    if not any(v > 0 for v in g):
+        return "vanishing", ("no gradient reaches any weight matrix: "
+                             "|dL/dW| = 0 in every layer")
+    if math.isnan(ratio):   # the last layer gets no gradient, others do
+        return "vanishing", (f"|g| of {last} = 0: the layer nearest the "
+                             f"loss gets no gradient")
     text = f"|g| of {first} / |g| of {last} = {ratio:.3g}"
     if ratio > EXPLODING_RATIO:
         return "exploding", f"{text} > {EXPLODING_RATIO:g}"

@@ -79,3 +79,32 @@ def test_depth_explorer_wires_every_control(digits, monkeypatch):
     controls["norm"].value = "batch"
     controls["depth"].value = 7
     assert calls[-1]["norm"] == "batch" and calls[-1]["depth"] == 7
+
+
+def test_no_gradient_at_all_is_vanishing_not_healthy(digits):
+    """A network whose ReLUs all died passes no gradient to any weight:
+    the ratio is 0/0, which must not read as healthy."""
+    X, y, _, _ = digits
+    model = gl.models.MLP(64, 10, depth=3, width=16, activation="relu",
+                          generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for block in model.layers:
+            block.linear.bias.fill_(-100.0)      # every unit dead
+    report = gl.diagnose(model, X[:64], y[:64], "cross_entropy")
+    assert [r["grad_norm"] for r in report.rows[1:]] == [0.0] * 3
+    assert report.verdict == "vanishing", report.reason
+    assert "no gradient reaches" in report.reason
+    assert any("100% of the units feeding" in n for n in report.notes)
+    assert "note: 100% of the units feeding head.weight" in str(report)
+
+
+def test_notes_name_saturated_inputs_of_a_healthy_looking_net(digits):
+    X, y, _, _ = digits
+    model = gl.models.MLP(64, 10, depth=3, width=64, activation="tanh",
+                          init="normal", init_std=1.0,
+                          generator=torch.Generator().manual_seed(0))
+    report = gl.diagnose(model, X[:256], y[:256], "cross_entropy")
+    saturated = [r["layer"] for r in report.rows if r["saturated"] > 0.5]
+    assert saturated    # std-1 weights saturate tanh (chapter 03)
+    assert len(report.notes) == len(saturated)
+    assert all("tanh outputs feeding" in n for n in report.notes)
