@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CheckFailed", "fail", "as_floats", "as_tensor"]
+__all__ = ["CheckFailed", "fail", "as_floats", "as_tensor", "close",
+           "mistake_hint", "TOLERANCE"]
+
+# Tensors a student computes in float32 agree with the reference to this.
+TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 
 class CheckFailed(AssertionError):
@@ -42,3 +46,24 @@ def as_tensor(result, what: str, shape) -> torch.Tensor:
     if not torch.isfinite(result).all():
         fail(f"{what} returned non-finite values")
     return result
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and equal within :data:`TOLERANCE`."""
+    return a.shape == b.shape and torch.allclose(a, b, **TOLERANCE)
+
+
+def mistake_hint(got: torch.Tensor, candidates: dict) -> str:
+    """The explanation of the first known mistake that ``got`` matches.
+
+    Args:
+        got: what the student's function returned.
+        candidates: ``{"explanation": what that mistake returns}``.
+
+    Returns:
+        ``" It matches <explanation>."`` or ``""``.
+    """
+    for why, value in candidates.items():
+        if close(got, value):
+            return f" It matches {why}."
+    return ""

@@ -7,26 +7,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._common import as_tensor, fail
+from ._common import as_tensor, close, fail, mistake_hint
 from ._protocol import Check
 
 __all__ = ["check_batch_norm", "check_layer_norm", "BATCH_NORM",
            "LAYER_NORM"]
 
-_TOL = dict(rtol=1e-4, atol=1e-5)
 _CHANNELS = 6
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, **_TOL)
-
-
-def _hint(got: torch.Tensor, candidates: dict) -> str:
-    """The explanation of the first known mistake that ``got`` matches."""
-    for why, value in candidates.items():
-        if _close(got, value):
-            return f" It matches {why}."
-    return ""
 
 
 def _normalize(x, mean, var, eps, gamma, beta):
@@ -109,7 +96,7 @@ def _call_batch_norm(batch_norm, case):
 def _train_y_hint(c, y):
     x, gamma, beta, eps = c["x"], c["gamma"], c["beta"], c["eps"]
     mean, var = x.mean(0), x.var(0, unbiased=False)
-    return _hint(y, {
+    return mistake_hint(y, {
         "normalizing with the unbiased variance (divide by B - 1); the "
         "batch is normalized with the biased one (divide by B)":
             _normalize(x, mean, x.var(0), eps, gamma, beta),
@@ -131,7 +118,7 @@ def _train_y_hint(c, y):
 
 def _eval_y_hint(c, y):
     x, gamma, beta, eps = c["x"], c["gamma"], c["beta"], c["eps"]
-    return _hint(y, {
+    return mistake_hint(y, {
         "normalizing with the batch's own statistics: in eval mode batch "
         "norm uses the running mean and variance":
             _normalize(x, x.mean(0), x.var(0, unbiased=False), eps, gamma,
@@ -163,7 +150,7 @@ def _running_hint(c, got, which):
             "an update with the batch standard deviation instead of the "
             "variance": (1 - m) * old + m * x.var(0).sqrt(),
         }
-    return _hint(got, candidates)
+    return mistake_hint(got, candidates)
 
 
 def _judge_batch_norm(case, got):
@@ -179,11 +166,11 @@ def _judge_batch_norm(case, got):
                                                        "running_var"),
                                               c["want"]))
         # eval mode: a changed running statistic is the root cause
-        if not c["training"] and not (_close(mean, want_mean)
-                                      and _close(var, want_var)):
+        if not c["training"] and not (close(mean, want_mean)
+                                      and close(var, want_var)):
             fail(f"the running statistics changed ({where}): eval mode "
                  f"must use them as they are and return them unchanged")
-        if not _close(y, want_y):
+        if not close(y, want_y):
             hint = (_train_y_hint(c, y) if c["training"]
                     else _eval_y_hint(c, y))
             fail(f"y is wrong ({where}): expected {_row(want_y)} in row 0, "
@@ -192,7 +179,7 @@ def _judge_batch_norm(case, got):
             continue
         for which, value, want in (("mean", mean, want_mean),
                                    ("var", var, want_var)):
-            if not _close(value, want):
+            if not close(value, want):
                 fail(f"running_{which} is wrong ({where}): expected "
                      f"{_row(want)}, got {_row(value)}."
                      f"{_running_hint(c, value, which)}")
@@ -253,11 +240,11 @@ def _judge_layer_norm(case, got):
     eps, where = case["eps"], _ln_where(case)
     got = as_tensor(got, f"layer_norm's output ({where})", x.shape)
     want = F.layer_norm(x, (case["c"],), gamma, beta, eps)
-    if _close(got, want):
+    if close(got, want):
         return
     mean = x.mean(1, keepdim=True)
     var = x.var(1, unbiased=False, keepdim=True)
-    hint = _hint(got, {
+    hint = mistake_hint(got, {
         "normalizing each feature over the batch (dim 0): that is batch "
         "norm; layer norm normalizes each sample over its features (the "
         "last dim)":

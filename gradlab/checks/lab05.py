@@ -11,26 +11,13 @@ from torch.nn import functional as F
 
 from ..data import digits
 from ..grads import profile_at_init
-from ._common import as_tensor, fail
+from ._common import as_tensor, close, fail, mistake_hint
 from ._protocol import Check
 
 __all__ = ["check_residual_block", "check_pre_ln_block",
            "check_residual_depth", "residual_depth_reference",
            "RESIDUAL_BLOCK", "PRE_LN_BLOCK", "RESIDUAL_DEPTH"]
 
-_TOL = dict(rtol=1e-4, atol=1e-5)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, **_TOL)
-
-
-def _hint(got: torch.Tensor, candidates: dict) -> str:
-    """The explanation of the first known mistake that ``got`` matches."""
-    for why, value in candidates.items():
-        if _close(got, value):
-            return f" It matches {why}."
-    return ""
 
 
 def _row(t: torch.Tensor) -> str:
@@ -77,9 +64,9 @@ def _judge_residual_block(case, got):
                     x.shape)
     z = x @ weight.T + bias                                   # [..., d]
     want = x + torch.relu(z)
-    if _close(got, want):
+    if close(got, want):
         return
-    hint = _hint(got, {
+    hint = mistake_hint(got, {
         "relu(x W^T + b) alone: the skip connection (+ x) is missing":
             torch.relu(z),
         "x + x, the source's 'residual connection': the block must add "
@@ -153,11 +140,11 @@ def _judge_pre_ln_block(case, got):
         return torch.relu(t @ weight.T + bias)
 
     want = x + f(ln(x))
-    if _close(got, want):
+    if close(got, want):
         return
     mean = x.mean(-1, keepdim=True)
     unbiased = (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + eps)
-    hint = _hint(got, {
+    hint = mistake_hint(got, {
         "LN(x + f(x)), a Post-LN block (Vaswani et al. 2017); Pre-LN "
         "normalizes the branch's input only: x + f(LN(x))": ln(x + f(x)),
         "LN(x) + f(LN(x)): the skip must carry x itself, not its "

@@ -9,25 +9,12 @@ from torch import nn
 from ..data import adding_problem
 from ..grads import time_grad_norms
 from ..models import SequenceModel
-from ._common import as_tensor, fail
+from ._common import as_tensor, close, fail, mistake_hint
 from ._protocol import Check
 
 __all__ = ["check_gru_step", "check_grad_through_time", "GRU_STEP",
            "GRAD_THROUGH_TIME"]
 
-_TOL = dict(rtol=1e-4, atol=1e-5)
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, **_TOL)
-
-
-def _hint(got: torch.Tensor, candidates: dict) -> str:
-    """The explanation of the first known mistake that ``got`` matches."""
-    for why, value in candidates.items():
-        if _close(got, value):
-            return f" It matches {why}."
-    return ""
 
 
 def _row(t: torch.Tensor) -> str:
@@ -112,9 +99,9 @@ def _judge_gru_step(case, got):
     where = _gru_where(case)
     got = as_tensor(got, f"gru_step ({where})", (case["b"], case["h"]))
     want = _gru_reference(*inputs)
-    if _close(got, want):
+    if close(got, want):
         return
-    hint = _hint(got, _gru_variants(*inputs))
+    hint = mistake_hint(got, _gru_variants(*inputs))
     fail(f"gru_step is wrong ({where}): expected {_row(want)} in row 0, "
          f"got {_row(got)}.{hint}")
 
@@ -198,9 +185,9 @@ def _judge_grad_through_time(case, got):
     where = _time_where(case)
     got = as_tensor(got, f"grad_through_time ({where})", (case["seq_len"],))
     want = time_grad_norms(model, x, y, "mse")
-    if _close(got, want):
+    if close(got, want):
         return
-    hint = _hint(got, _time_variants(model, x, y, want))
+    hint = mistake_hint(got, _time_variants(model, x, y, want))
     fail(f"grad_through_time is wrong ({where}): expected "
          f"{_row(want)} for the first steps, got {_row(got)}.{hint}")
 
