@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from ._validate import check_positive_int
-from .activations import dead_count, saturated_count
+from .activations import saturated_count
 from .device import device_of
 from .layers import ForwardTrace, Use, weight_matrices
 
@@ -136,6 +136,7 @@ class GradientMonitor:
         self._step = 0
         self._handles: list = []
         self._trace: ForwardTrace | None = None
+        self._owner: torch.Tensor | None = None
         self._tracing = False
         self._paired: list[str] = [""] * self._max_rows
         self._before: list = []  # sampled weights, taken when `with` starts
@@ -224,10 +225,23 @@ class GradientMonitor:
         nan = self._nan
         sat = saturated_count(rows, activation) \
             if activation in SATURATING else nan
-        dead = dead_count(h) if activation in DEAD_TYPES else nan
+        # a ReLU output is >= 0, so a unit is dead iff its batch max is 0:
+        # counting the nonzero maxima is one op fewer than dead_count
+        dead = (h.flatten(1).shape[1] - torch.count_nonzero(
+            h.flatten(1).amax(dim=0))) if activation in DEAD_TYPES else nan
         units = h.flatten(1).shape[1] if h.dim() > 1 else 1
         return ((rows.sum(), torch.dot(rows, rows), sat, dead),
                 (rows.numel(), units))
+
+    def _owner_index(self, n: int) -> torch.Tensor:
+        """``[n]`` index of the matrix behind each row (cached: rows only
+        ever get appended)."""
+        if self._owner is None or len(self._owner) != n \
+                or self._owner.device != self._device:
+            self._owner = torch.tensor(
+                [self._matrix_of[id(p)] for p in self._trace.params],
+                dtype=torch.long, device=self._device)
+        return self._owner
 
     def _reset_step_buffers(self) -> None:
         n = self._max_rows
@@ -280,9 +294,7 @@ class GradientMonitor:
         delta = torch._foreach_sub(now, self._before)
         per_matrix = torch.stack(torch._foreach_norm(
             grads + self._before + list(delta))).view(3, m)
-        owner = torch.tensor([self._matrix_of[id(p)]
-                              for p in self._trace.params], dtype=torch.long,
-                             device=self._device)
+        owner = self._owner_index(n)
         grad_norm = per_matrix[0, owner]                          # [n]
         for i, g in self._tied.items():   # tied rows: their own use's grad
             grad_norm[i] = g.norm()
