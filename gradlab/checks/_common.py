@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ..data import digits
+from ..grads import profile_at_init
+
 __all__ = ["CheckFailed", "fail", "as_floats", "as_tensor", "close",
-           "mistake_hint", "TOLERANCE"]
+           "mistake_hint", "TOLERANCE", "first_vanishing_depth"]
 
 # Tensors a student computes in float32 agree with the reference to this.
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
@@ -67,3 +70,22 @@ def mistake_hint(got: torch.Tensor, candidates: dict) -> str:
         if close(got, value):
             return f" It matches {why}."
     return ""
+
+
+def first_vanishing_depth(threshold: float, *, max_depth: int, width: int,
+                          seed: int, **mlp_kwargs) -> int:
+    """The smallest depth of a freshly initialized MLP (PyTorch's default
+    init, on the first 256 training digits) whose first/last gradient-norm
+    ratio is below ``threshold``; ``-1`` when none up to ``max_depth`` is.
+
+    ``mlp_kwargs`` (``activation``, ``residual``) pick the lab's network.
+    """
+    X, y, _, _ = digits(seed=0)
+    for depth in range(1, max_depth + 1):
+        norms = list(profile_at_init(X[:256], y[:256], out_features=10,
+                                     depth=depth, width=width,
+                                     init="default", seed=seed,
+                                     device="cpu", **mlp_kwargs).values())
+        if norms[0] < threshold * norms[-1]:
+            return depth
+    return -1

@@ -7,10 +7,9 @@ from functools import lru_cache
 
 import torch
 
-from ..data import digits
-from ..grads import layer_grad_norms, profile_at_init
+from ..grads import layer_grad_norms
 from ..models import MLP
-from ._common import as_floats, fail
+from ._common import first_vanishing_depth, as_floats, fail
 from ._protocol import Check
 
 __all__ = ["check_grad_norms", "check_vanishing_depth",
@@ -86,15 +85,8 @@ def vanishing_depth_reference(threshold: float = 1e-6, *, width: int = 32,
 
     Returns ``-1`` when no depth up to ``max_depth`` is enough.
     """
-    X, y, _, _ = digits(seed=0)
-    for depth in range(1, max_depth + 1):
-        norms = list(profile_at_init(X[:256], y[:256], out_features=10,
-                                     depth=depth, width=width,
-                                     activation="sigmoid", init="default",
-                                     seed=seed, device="cpu").values())
-        if norms[0] < threshold * norms[-1]:
-            return depth
-    return -1
+    return first_vanishing_depth(threshold, max_depth=max_depth, width=width,
+                                 seed=seed, activation="sigmoid")
 
 
 def _depth_cases(rng) -> list[dict]:

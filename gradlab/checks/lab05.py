@@ -9,9 +9,7 @@ from functools import lru_cache
 import torch
 from torch.nn import functional as F
 
-from ..data import digits
-from ..grads import profile_at_init
-from ._common import as_tensor, close, fail, mistake_hint
+from ._common import first_vanishing_depth, as_tensor, close, fail, mistake_hint
 from ._protocol import Check
 
 __all__ = ["check_residual_block", "check_pre_ln_block",
@@ -193,16 +191,8 @@ def residual_depth_reference(threshold: float, *, residual: bool,
 
     Returns ``-1`` when no depth up to ``max_depth`` is enough.
     """
-    X, y, _, _ = digits(seed=0)
-    for depth in range(1, max_depth + 1):
-        norms = list(profile_at_init(X[:256], y[:256], out_features=10,
-                                     depth=depth, width=width,
-                                     activation="tanh", init="default",
-                                     residual=residual, seed=seed,
-                                     device="cpu").values())
-        if norms[0] < threshold * norms[-1]:
-            return depth
-    return -1
+    return first_vanishing_depth(threshold, max_depth=max_depth, width=width,
+                                 seed=seed, activation="tanh", residual=residual)
 
 
 def _depth_cases(rng) -> list[dict]:
