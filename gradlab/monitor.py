@@ -25,6 +25,17 @@ projections, tied weights and ``F.linear`` calls are layers like any
   optimizer step. Karpathy's rule of thumb: around 1e-3 is healthy, far
   below learns slowly, far above is unstable.
 
+Tracing every torch call costs time, so the monitor traces only until it
+knows the model's map. If in a traced pass every layer was used exactly once,
+by the call of the module that holds it, with that call's input and output
+(an ``nn.Linear``, ``nn.Conv2d``, ``nn.Embedding``: most models), later
+passes are followed with forward hooks on those modules instead, and each
+layer keeps the activation label the trace found for its input. The map is
+assumed to stay the same from pass to pass; a pass that calls the hooked
+modules a different number of times switches tracing back on for the next
+recorded pass. Attention projections, tied weights and functional weights
+are traced on every recorded pass.
+
 The first layer's input is the data, so its activation columns describe the
 data. A matrix used several times in one pass (a recurrent cell run in a
 Python loop) gets the input statistics of its first use. With gradient
@@ -90,6 +101,21 @@ class MonitorRecord:
     update_ratio: torch.Tensor
 
 
+def _scatter(target: torch.Tensor, entries) -> None:
+    """Write ``(row, 0-d tensor)`` entries into ``target[row]`` with one
+    stack and one put."""
+    entries = list(entries)
+    if entries:
+        rows, values = zip(*entries)
+        target[list(rows)] = torch.stack(values).to(target.dtype)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself in float32/float64; else a float32 copy (half-precision
+    sums of squares overflow)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class GradientMonitor:
     """Per-layer gradient and activation statistics of any ``nn.Module``.
 
@@ -124,9 +150,17 @@ class GradientMonitor:
         self._flat = [p for p, _ in matrices]
         self._matrix_of = {id(p): i for i, p in enumerate(self._flat)}
         dev = self._device = device_of(model)
+        # one random sample of positions per matrix size, shared by the
+        # matrices of that size (a randperm per matrix made the constructor
+        # slow); gathering it costs what reading the matrix does, like any
+        # other sample (a strided grid was no faster and less accurate)
         g = torch.Generator().manual_seed(0)
-        self._sample = [torch.randperm(w.numel(), generator=g)[:UPDATE_SAMPLE]
-                        .sort().values.to(dev) for w in self._flat]
+        by_size: dict[int, torch.Tensor] = {}
+        for w in self._flat:
+            if w.numel() not in by_size:
+                by_size[w.numel()] = torch.randperm(
+                    w.numel(), generator=g)[:UPDATE_SAMPLE].sort().values
+        self._sample = [by_size[w.numel()].to(dev) for w in self._flat]
         self._nan = torch.tensor(math.nan, device=dev)
         # at most one row per name a matrix goes by (tied matrices: several)
         self._max_rows = sum(len(names) for _, names in matrices)
@@ -140,6 +174,15 @@ class GradientMonitor:
         self._tracing = False
         self._paired: list[str] = [""] * self._max_rows
         self._before: list = []  # sampled weights, taken when `with` starts
+        self._labels: list[str] = [""] * self._max_rows  # trace's, per row
+        # replay: None = not known yet, False = keep tracing, else a list of
+        # (module, rows) to follow with forward hooks (see the docstring)
+        self._replay = None
+        self._replay_ok = True   # False: never replay (tests compare both)
+        self._probe: list | None = None    # module calls seen in a traced pass
+        self._uses: list | None = None     # uses seen in that pass
+        self._pass_handles: list = []
+        self._calls = 0
         self._reset_step_buffers()
 
     # -- context manager ---------------------------------------------------
@@ -160,14 +203,17 @@ class GradientMonitor:
 
     def remove(self) -> None:
         """Remove every hook; safe to call twice."""
-        for handle in self._handles:
+        for handle in self._handles + self._pass_handles:
             handle.remove()
-        self._handles = []
+        self._handles, self._pass_handles = [], []
         if self._trace is not None:
             if self._tracing:  # a forward pass raised past its end hook
                 self._trace.__exit__(None, None, None)
                 self._tracing = False
             self._trace.remove_hooks()
+            # the trace calls back into the monitor: break the cycle so the
+            # model is freed as soon as the caller drops it
+            self._trace.on_use = self._trace.on_view = None
 
     @property
     def active(self) -> bool:
@@ -175,63 +221,154 @@ class GradientMonitor:
         return bool(self._handles)
 
     # -- hooks ---------------------------------------------------------------
+    def _recording_step(self) -> bool:
+        return self._step % self.every == 0
+
     def _recording(self) -> bool:
-        return self._step % self.every == 0 and torch.is_grad_enabled()
+        return self._recording_step() and torch.is_grad_enabled()
 
     def _start_pass(self, module, args) -> None:
-        if self._recording() and not self._tracing:
-            self._tracing = True
-            self._trace.__enter__()
+        if not self._recording() or self._tracing or self._pass_handles:
+            return
+        if self._replay:
+            self._calls = 0
+            self._pass_handles = [
+                m.register_forward_hook(self._replayed_call(rows))
+                for m, rows in self._replay]
+            return
+        if self._replay is None and self._replay_ok:
+            self._probe, self._uses = [], []
+            self._pass_handles = [
+                m.register_forward_hook(self._probe_call)
+                for m in self._owners()]
+        self._tracing = True
+        self._trace.__enter__()
 
     def _end_pass(self, module, args, output) -> None:
+        for handle in self._pass_handles:
+            handle.remove()
+        self._pass_handles = []
+        self._flush_pending()
         if self._tracing:
             self._tracing = False
             self._trace.__exit__(None, None, None)
+            if self._probe is not None:
+                self._replay = self._replay_map()
+                self._probe = self._uses = None
+        elif self._replay and self._calls != len(self._replay):
+            self._replay = None   # the model changed its calls: trace again
+
+    def _owners(self) -> list[nn.Module]:
+        """Modules that hold a weight matrix themselves."""
+        return [m for m in self.model.modules()
+                if any(id(p) in self._matrix_of
+                       for p in m.parameters(recurse=False))]
+
+    def _probe_call(self, module, args, output) -> None:
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        self._probe.append((module, args[0] if args else None, first))
+
+    def _replay_map(self):
+        """``[(module, rows)]`` when every use of the traced pass was its
+        module's own call, on that call's input and output; else False."""
+        if len(self._probe) != len(self._uses) or any(
+                len(names) > 1 for _, names in self._trace.matrices):
+            return False
+        params = self._trace.params
+        seen: set = set()
+        for (module, arg, out), use in zip(self._probe, self._uses):
+            own = {id(p) for p in module.parameters(recurse=False)}
+            x = use.input
+            same_input = (x is None and not (
+                isinstance(arg, torch.Tensor) and arg.is_floating_point())) \
+                or (x is not None and isinstance(arg, torch.Tensor)
+                    and x.data_ptr() == arg.data_ptr()
+                    and x.shape == arg.shape and x.stride() == arg.stride())
+            if (out is not use.output or not same_input or module in seen
+                    or any(id(params[r]) not in own for r in use.rows)):
+                return False
+            seen.add(module)
+        return [(module, use.rows)
+                for (module, _, _), use in zip(self._probe, self._uses)]
+
+    def _replayed_call(self, rows: list):
+        def hook(module, args, output):
+            self._calls += 1
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            x = args[0] if args else None
+            self._observe(rows, x.detach() if isinstance(x, torch.Tensor)
+                          and x.is_floating_point() else None,
+                          self._labels[rows[0]],
+                          first if isinstance(first, torch.Tensor) else None)
+        return hook
 
     def _on_use(self, use: Use) -> None:
-        out = use.output
+        if self._uses is not None:
+            self._uses.append(use)
+        self._observe(use.rows, use.input, use.activation, use.output)
+
+    def _observe(self, rows: list, x, activation: str, out) -> None:
+        """One call that used the matrices of ``rows``: hook its output's
+        gradient and, on the first call of the step, sum its input."""
         if out is not None and out.device != self._device:
             self._move_to(out.device)  # e.g. gl.fit moved the model
         if out is not None and out.requires_grad:
-            last = use.rows[-1]
+            last = rows[-1]
             out.register_hook(lambda grad: self._add_out_grad(last, grad))
-        first = use.rows[0]
-        # Sums now, while the input is hot in cache (a pass over all
-        # activations after backward cost 3x more); first use in a step.
-        if use.input is not None and self._sums[first] is None:
-            if use.activation:
-                self._paired[first] = use.activation
-            self._sums[first] = self._act_sums(use.input, use.activation)
+        first = rows[0]
+        # Sums at the end of this forward pass, while autograd still holds
+        # the input (no memory of ours): run in one loop there, the same
+        # ops cost a third of what they cost between the model's own ops
+        # (a pass over all activations after backward cost 3x more).
+        if x is not None and not self._seen[first]:
+            self._seen[first] = True
+            self._labels[first] = activation
+            if activation:
+                self._paired[first] = activation
+            self._pending.append((first, x, activation))
 
     def _on_view(self, row: int, view: torch.Tensor) -> None:
         view.register_hook(lambda grad: self._add_tied_grad(row, grad))
 
     def _add_out_grad(self, i: int, grad: torch.Tensor) -> None:
-        flat = grad.detach().reshape(-1)
-        sq = torch.dot(flat, flat)
-        self._out_sq[i] = sq if self._out_sq[i] is None else self._out_sq[i] + sq
+        # kept, not reduced: one _foreach_norm over all of them in
+        # _record_row costs less than a norm here per layer
+        self._out_grads.append((i, grad))
 
     def _add_tied_grad(self, i: int, grad: torch.Tensor) -> None:
         g = grad.detach()
         self._tied[i] = g if i not in self._tied else self._tied[i] + g
 
-    def _act_sums(self, h: torch.Tensor, activation: str):
-        """``(sum, sum of squares, saturated count, dead count)`` as 0-d
-        tensors and ``(samples, units)`` counts: turned into statistics for
-        all layers at once in :meth:`_record_row`."""
-        rows = h[:ACT_SAMPLE_ROWS].reshape(-1)   # a view when contiguous
-        if rows.dtype != torch.float32:
-            rows = rows.float()
-        nan = self._nan
-        sat = saturated_count(rows, activation) \
-            if activation in SATURATING else nan
-        # a ReLU output is >= 0, so a unit is dead iff its batch max is 0:
-        # counting the nonzero maxima is one op fewer than dead_count
-        dead = (h.flatten(1).shape[1] - torch.count_nonzero(
-            h.flatten(1).amax(dim=0))) if activation in DEAD_TYPES else nan
-        units = h.flatten(1).shape[1] if h.dim() > 1 else 1
-        return ((rows.sum(), torch.dot(rows, rows), sat, dead),
-                (rows.numel(), units))
+    def _flush_pending(self) -> None:
+        """Input statistics of the pass's layers, with as few torch calls
+        as possible (each costs ~5-25 us on a CPU, whatever its size): one
+        sum per input, one call for all sums of squares; for ReLU inputs
+        one batch max per layer and one count for all. (``_foreach_powsum``
+        with p=1 and ``_foreach_norm`` with ord=1 were 3-30x slower than the
+        sums.) The 0-d results wait in lists until :meth:`_record_row`
+        stacks them."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        rows, inputs, acts = zip(*pending)
+        xs = [_as_float(h[:ACT_SAMPLE_ROWS]) for h in inputs]
+        self._moment_rows += rows
+        self._sums += [x.sum() for x in xs]
+        self._squares += torch._foreach_powsum(xs, 2)
+        dead = []
+        for row, h, x, a in zip(rows, inputs, xs, acts):
+            units = h.numel() // h.shape[0] if h.dim() > 1 and len(h) else 1
+            self._counts[row] = (x.numel(), units)
+            if a in SATURATING:
+                self._saturated.append((row, saturated_count(x, a)))
+            elif a in DEAD_TYPES and h.dim() > 1:
+                dead.append(row)
+        if dead:
+            # a ReLU output is >= 0, so a unit lives iff its batch max is
+            # > 0; the 0-"norm" counts the nonzero maxima
+            alive = torch._foreach_norm(
+                [_as_float(inputs[rows.index(r)]).amax(dim=0) for r in dead], 0)
+            self._alive += zip(dead, alive)
 
     def _owner_index(self, n: int) -> torch.Tensor:
         """``[n]`` index of the matrix behind each row (cached: rows only
@@ -245,8 +382,15 @@ class GradientMonitor:
 
     def _reset_step_buffers(self) -> None:
         n = self._max_rows
-        self._sums: list = [None] * n
-        self._out_sq: list = [None] * n
+        self._seen = [False] * n
+        self._pending: list = []          # (row, input, activation) of a pass
+        self._counts: list = [(math.nan, math.nan)] * n  # (samples, units)
+        self._moment_rows: list = []      # rows whose input was summed,
+        self._sums: list = []             # the sum of that input
+        self._squares: list = []          # and its sum of squares
+        self._saturated: list = []        # (row, saturated count)
+        self._alive: list = []            # (row, units alive on the batch)
+        self._out_grads: list = []        # (row, dL/dh), one per call
         self._tied: dict = {}             # row -> summed gradient of its use
 
     # -- recording -------------------------------------------------------------
@@ -283,7 +427,7 @@ class GradientMonitor:
         if row == self._data.shape[1]:  # full: double the capacity
             self._data = torch.cat([self._data, torch.full_like(
                 self._data, math.nan)], dim=1)
-        n, nan = len(self._trace.layers), self._nan
+        n = len(self._trace.layers)
         now = self._sampled()
         self._steps.append(self._step)
         if n == 0:  # no forward pass through the model in this step
@@ -299,18 +443,29 @@ class GradientMonitor:
         for i, g in self._tied.items():   # tied rows: their own use's grad
             grad_norm[i] = g.norm()
         update = per_matrix[2, owner] / per_matrix[1, owner]
-        empty = ((nan,) * 4, (math.nan, math.nan))
-        sums, counts = zip(*[s if s is not None else empty
-                             for s in self._sums[:n]])
-        total, total_sq, sat, dead = torch.stack(
-            [x for s in sums for x in s]).view(n, 4).T           # 4 x [n]
-        samples, units = torch.tensor(counts, device=self._device).T
+        stats = torch.full((5, n), math.nan, device=self._device)
+        _scatter(stats[0], zip(self._moment_rows, self._sums))
+        _scatter(stats[1], zip(self._moment_rows, self._squares))
+        _scatter(stats[2], self._saturated)
+        _scatter(stats[3], self._alive)
+        total, total_sq, sat, alive, out = stats
+        if self._out_grads:
+            rows, grads = zip(*self._out_grads)
+            norms = torch.stack(torch._foreach_norm(
+                [_as_float(g) for g in grads])).to(out.dtype)
+            if len(set(rows)) == len(rows):
+                out[list(rows)] = norms
+            else:  # a matrix used by several calls: add their squares
+                index = torch.tensor(rows, device=self._device)
+                out[index] = 0
+                out.index_add_(0, index, norms.square()).sqrt_()
+        samples, units = torch.tensor(self._counts[:n],
+                                      device=self._device).T   # 2 x [n]
         mean = total / samples
         std = ((total_sq - total * mean) / (samples - 1)).clamp_min(0).sqrt()
-        out = torch.stack([sq if sq is not None else nan
-                           for sq in self._out_sq[:n]]).sqrt()
         self._data[:, row, :n] = torch.stack(
-            [grad_norm, out, mean, std, sat / samples, dead / units, update])
+            [grad_norm, out, mean, std, sat / samples,
+             (units - alive) / units, update])
         return now
 
     def record(self) -> MonitorRecord:
