@@ -158,3 +158,91 @@ def test_sampled_estimates_are_close_to_exact(digits):
                                                           abs=0.02)
     assert record.act_std[-1, 2].item() == pytest.approx(h.std().item(),
                                                          rel=0.05)
+
+
+def _record_of(model_fn, X, y, replay, steps=4):
+    model = model_fn()
+    monitor = gl.GradientMonitor(model)
+    monitor._replay_ok = replay
+    with monitor:
+        _hand_loop(model, X, y, steps, monitor, lr=0.5)
+    return monitor
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_module_hook_replay_records_what_the_trace_records(digits, activation):
+    """After one traced pass the monitor follows an MLP with module hooks;
+    every number must be the one tracing every pass gives."""
+    X, y, _, _ = digits
+    make = lambda: _mlp(activation=activation)                    # noqa: E731
+    replayed = _record_of(make, X, y, replay=True)
+    traced = _record_of(make, X, y, replay=False)
+    assert replayed._replay and not traced._replay
+    a, b = replayed.record(), traced.record()
+    assert a.layers == b.layers and a.activations == b.activations
+    for metric in ("grad_norm", "out_grad_norm", "act_mean", "act_std",
+                   "saturated", "dead", "update_ratio"):
+        assert torch.equal(getattr(a, metric).nan_to_num(-1),
+                           getattr(b, metric).nan_to_num(-1)), metric
+
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.mid = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, tokens):
+        return self.head(torch.tanh(self.mid(self.emb(tokens))))
+
+
+def test_models_the_hooks_cannot_follow_stay_traced():
+    """Attention (weights used without their module's call) and tied
+    weights (one parameter, two rows) are traced on every recorded pass."""
+    torch.manual_seed(0)
+    attention = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    tied = _TiedLM()
+    for model, x in ((attention, torch.randn(4, 5, 8)),
+                     (tied, torch.randint(0, 10, (4, 5)))):
+        with gl.GradientMonitor(model) as monitor:
+            for _ in range(2):
+                model(x).square().mean().backward()
+                monitor.step()
+        assert monitor._replay is False
+    assert monitor.record().layers == ["emb.weight", "mid.weight",
+                                       "head.weight"]
+
+
+class _Twice(nn.Module):
+    """Calls its hidden layer once, or twice when ``twice`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.head = nn.Linear(64, 16), nn.Linear(16, 10)
+        self.twice = False
+
+    def forward(self, x):
+        h = torch.relu(self.hidden(x))
+        if self.twice:
+            h = h + torch.relu(self.hidden(x))
+        return self.head(h)
+
+
+def test_a_changed_call_pattern_switches_tracing_back_on(digits):
+    """A pass that calls the hooked modules a different number of times
+    drops the replay map; the next recorded pass is traced again."""
+    X, _, _, _ = digits
+    torch.manual_seed(0)
+    model = _Twice()
+    states = []
+    with gl.GradientMonitor(model) as monitor:
+        for twice in (False, True, True):
+            model.twice = twice
+            model(X[:32]).sum().backward()
+            monitor.step()
+            states.append("hooks" if monitor._replay else monitor._replay)
+    # traced, then followed; the changed pass drops the map (None); traced
+    # again, the hidden layer is called twice, so it stays traced (False)
+    assert states == ["hooks", None, False]
