@@ -14,11 +14,23 @@ per-step medians and, last, the two ratios. Budget: monitor <= 1.15x,
 fit <= 1.05x. The whole comparison runs twice: with one thread (what
 gl.configure_cpu() sets for the book) and with torch's default count.
 
+Two sources of noise that have nothing to do with the monitor are held
+fixed for all variants alike. Garbage from one variant is collected
+before the next one is timed. And glibc's malloc is told to keep freed
+memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_; the script re-runs
+itself with them set): by default it returns the activations' memory to
+the kernel after a step and page-faults it back in the next one, which
+made the same loop vary between about 11 and 17 ms per forward pass from
+run to run (2,500 page faults per pass, or none).
+
     .venv/bin/python benchmarks/monitor_overhead.py [--steps 30] [--repeats 11]
 """
 
 import argparse
+import gc
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -72,13 +84,21 @@ def measure(X, y, steps, repeats):
         fn(X, y, 3)  # warm-up
     for _ in range(repeats):
         for name, fn in variants.items():
+            gc.collect()
             start = time.perf_counter()
             fn(X, y, steps)
             times[name].append((time.perf_counter() - start) / steps)
     return times
 
 
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30),
+              "MALLOC_TRIM_THRESHOLD_": str(2**32)}
+
+
 def main():
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, **MALLOC_ENV})
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=11)

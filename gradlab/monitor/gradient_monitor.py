@@ -1,119 +1,26 @@
-"""Record what happens to every layer's gradients and activations in training.
-
-``GradientMonitor`` is a context manager in the spirit of fastai's hooks: it
-registers its hooks when the ``with`` starts and removes them when it ends,
-also when the body raises. A layer is a weight matrix, in the order the
-forward pass uses it (:mod:`gradlab.layers`): each recorded forward pass
-runs under a :class:`~gradlab.layers.ForwardTrace`, so attention
-projections, tied weights and ``F.linear`` calls are layers like any
-``nn.Linear``. Per recorded step and per layer it keeps
-
-* ``grad_norm``: ``||dL/dW||`` (``W.grad`` after backward; for a tied
-  matrix, the gradient of this module's use of it);
-* ``out_grad_norm``: ``||dL/dh||`` of the output ``h`` of the call that
-  used ``W``, the backward signal the chain rule multiplies by each
-  Jacobian (a call that uses several matrices, like ``nn.LSTM`` or
-  ``nn.MultiheadAttention``, gives it to its last one; NaN for the others);
-* ``act_mean``, ``act_std``: of the layer's *input*, i.e. the previous
-  activation, whatever computed it (module, ``torch.relu``, ``x.tanh()``);
-* ``saturated``: fraction of the input in a flat tail (|tanh| > 0.97,
-  sigmoid outside [0.03, 0.97]); NaN unless the input is a tanh/sigmoid
-  output;
-* ``dead``: fraction of input units that are zero on the whole batch, when
-  the input is a ReLU output; NaN otherwise;
-* ``update_ratio``: ``||W_after - W_before|| / ||W_before||`` across the
-  optimizer step. Karpathy's rule of thumb: around 1e-3 is healthy, far
-  below learns slowly, far above is unstable.
-
-Tracing every torch call costs time, so the monitor traces only until it
-knows the model's map. If in a traced pass every layer was used exactly once,
-by the call of the module that holds it, with that call's input and output
-(an ``nn.Linear``, ``nn.Conv2d``, ``nn.Embedding``: most models), later
-passes are followed with forward hooks on those modules instead, and each
-layer keeps the activation label the trace found for its input. The map is
-assumed to stay the same from pass to pass; a pass that calls the hooked
-modules a different number of times switches tracing back on for the next
-recorded pass. Attention projections, tied weights and functional weights
-are traced on every recorded pass.
-
-The first layer's input is the data, so its activation columns describe the
-data. A matrix used several times in one pass (a recurrent cell run in a
-Python loop) gets the input statistics of its first use. With gradient
-accumulation, activation statistics come from the first micro-batch.
-
-Two estimates keep the cost within 15% of a CPU training step (measured by
-``benchmarks/monitor_overhead.py``; exact versions cost ~35%): mean, std and
-saturation use the first 64 samples of the batch, and the update ratio uses
-a fixed random sample of 4,096 entries of each larger weight (relative error
-~2%). Gradient norms and dead fractions are exact. Everything stays on the
-model's device in preallocated tensors; a step costs no host sync, reading
-the record costs one. The monitor's work per layer is a fixed amount of
-Python, so on a small model whose step takes a millisecond or two it can
-double the step's time: record ``every=10`` steps or more there.
-"""
+"""The monitor itself: hooks that run in the forward and backward passes,
+and the reduction of what they saw into one row per step."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ._validate import check_positive_int
-from .activations import saturated_count
-from .device import device_of
-from .layers import ForwardTrace, Use, weight_matrices
+from .._validate import check_positive_int
+from ..activations import saturated_count
+from ..device import device_of
+from ..layers import ForwardTrace, Use, weight_matrices
+from .follow import owners, replay_map
+from .record import METRICS, MonitorRecord, as_float, scatter_rows
 
-__all__ = ["GradientMonitor", "MonitorRecord"]
+__all__ = ["GradientMonitor"]
 
-METRICS = ("grad_norm", "out_grad_norm", "act_mean", "act_std", "saturated",
-           "dead", "update_ratio")
 DEAD_TYPES = ("relu", "relu6")
 SATURATING = ("sigmoid", "tanh")
 ACT_SAMPLE_ROWS = 64
 UPDATE_SAMPLE = 4096
-
-
-@dataclass
-class MonitorRecord:
-    """What a :class:`GradientMonitor` recorded, on the CPU.
-
-    Attributes:
-        layers: layer names (:mod:`gradlab.layers`) in forward order.
-        activations: the activation that produced each layer's input
-            (``""`` when none is known, e.g. for the first layer).
-        steps: ``[T]`` indices (from 0) of the recorded steps.
-        grad_norm, out_grad_norm, act_mean, act_std, saturated, dead,
-        update_ratio: ``[T, L]`` float tensors, one row per recorded step,
-            one column per layer.
-    """
-
-    layers: list
-    activations: list
-    steps: torch.Tensor
-    grad_norm: torch.Tensor
-    out_grad_norm: torch.Tensor
-    act_mean: torch.Tensor
-    act_std: torch.Tensor
-    saturated: torch.Tensor
-    dead: torch.Tensor
-    update_ratio: torch.Tensor
-
-
-def _scatter(target: torch.Tensor, entries) -> None:
-    """Write ``(row, 0-d tensor)`` entries into ``target[row]`` with one
-    stack and one put."""
-    entries = list(entries)
-    if entries:
-        rows, values = zip(*entries)
-        target[list(rows)] = torch.stack(values).to(target.dtype)
-
-
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    """``x`` itself in float32/float64; else a float32 copy (half-precision
-    sums of squares overflow)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 class GradientMonitor:
@@ -173,7 +80,7 @@ class GradientMonitor:
         self._owner: torch.Tensor | None = None
         self._tracing = False
         self._paired: list[str] = [""] * self._max_rows
-        self._before: list = []  # sampled weights, taken when `with` starts
+        self._before = None  # sampled weights, taken when `with` starts
         self._labels: list[str] = [""] * self._max_rows  # trace's, per row
         # replay: None = not known yet, False = keep tracing, else a list of
         # (module, rows) to follow with forward hooks (see the docstring)
@@ -240,7 +147,7 @@ class GradientMonitor:
             self._probe, self._uses = [], []
             self._pass_handles = [
                 m.register_forward_hook(self._probe_call)
-                for m in self._owners()]
+                for m in owners(self.model, self._matrix_of)]
         self._tracing = True
         self._trace.__enter__()
 
@@ -253,43 +160,15 @@ class GradientMonitor:
             self._tracing = False
             self._trace.__exit__(None, None, None)
             if self._probe is not None:
-                self._replay = self._replay_map()
+                self._replay = replay_map(self._probe, self._uses,
+                                          self._trace)
                 self._probe = self._uses = None
         elif self._replay and self._calls != len(self._replay):
             self._replay = None   # the model changed its calls: trace again
 
-    def _owners(self) -> list[nn.Module]:
-        """Modules that hold a weight matrix themselves."""
-        return [m for m in self.model.modules()
-                if any(id(p) in self._matrix_of
-                       for p in m.parameters(recurse=False))]
-
     def _probe_call(self, module, args, output) -> None:
         first = output[0] if isinstance(output, (tuple, list)) else output
         self._probe.append((module, args[0] if args else None, first))
-
-    def _replay_map(self):
-        """``[(module, rows)]`` when every use of the traced pass was its
-        module's own call, on that call's input and output; else False."""
-        if len(self._probe) != len(self._uses) or any(
-                len(names) > 1 for _, names in self._trace.matrices):
-            return False
-        params = self._trace.params
-        seen: set = set()
-        for (module, arg, out), use in zip(self._probe, self._uses):
-            own = {id(p) for p in module.parameters(recurse=False)}
-            x = use.input
-            same_input = (x is None and not (
-                isinstance(arg, torch.Tensor) and arg.is_floating_point())) \
-                or (x is not None and isinstance(arg, torch.Tensor)
-                    and x.data_ptr() == arg.data_ptr()
-                    and x.shape == arg.shape and x.stride() == arg.stride())
-            if (out is not use.output or not same_input or module in seen
-                    or any(id(params[r]) not in own for r in use.rows)):
-                return False
-            seen.add(module)
-        return [(module, use.rows)
-                for (module, _, _), use in zip(self._probe, self._uses)]
 
     def _replayed_call(self, rows: list):
         def hook(module, args, output):
@@ -351,7 +230,7 @@ class GradientMonitor:
         if not pending:
             return
         rows, inputs, acts = zip(*pending)
-        xs = [_as_float(h[:ACT_SAMPLE_ROWS]) for h in inputs]
+        xs = [as_float(h[:ACT_SAMPLE_ROWS]) for h in inputs]
         self._moment_rows += rows
         self._sums += [x.sum() for x in xs]
         self._squares += torch._foreach_powsum(xs, 2)
@@ -367,7 +246,7 @@ class GradientMonitor:
             # a ReLU output is >= 0, so a unit lives iff its batch max is
             # > 0; the 0-"norm" counts the nonzero maxima
             alive = torch._foreach_norm(
-                [_as_float(inputs[rows.index(r)]).amax(dim=0) for r in dead], 0)
+                [as_float(inputs[rows.index(r)]).amax(dim=0) for r in dead], 0)
             self._alive += zip(dead, alive)
 
     def _owner_index(self, n: int) -> torch.Tensor:
@@ -398,14 +277,20 @@ class GradientMonitor:
         """Follow the model to another device (buffers are small)."""
         self._device = device
         self._sample = [idx.to(device) for idx in self._sample]
-        self._before = [b.to(device) for b in self._before]
+        self._before = self._before.to(device)
         self._nan = self._nan.to(device)
         self._data = self._data.to(device)
 
-    def _sampled(self) -> list:
-        """The sampled entries of every weight, detached copies."""
-        return [torch.index_select(w.detach().reshape(-1), 0, idx)
-                for w, idx in zip(self._flat, self._sample)]
+    def _sampled(self) -> torch.Tensor:
+        """``[matrices, UPDATE_SAMPLE]``: the sampled entries of every
+        weight, one row each, zero-padded (zeros add nothing to a norm), so
+        the update ratios of all matrices take two torch calls."""
+        out = torch.zeros(len(self._flat), UPDATE_SAMPLE,
+                          device=self._device, dtype=torch.float32)
+        for row, w, idx in zip(out, self._flat, self._sample):
+            torch.index_select(w.detach().reshape(-1).float(), 0, idx,
+                               out=row[:len(idx)])
+        return out
 
     def step(self) -> None:
         """Record this step (if it is one in ``every``) and move on."""
@@ -435,30 +320,32 @@ class GradientMonitor:
         m = len(self._flat)
         grads = [w.grad if w.grad is not None else torch.zeros_like(w)
                  for w in self._flat]
-        delta = torch._foreach_sub(now, self._before)
-        per_matrix = torch.stack(torch._foreach_norm(
-            grads + self._before + list(delta))).view(3, m)
+        out_rows, out_grads = zip(*self._out_grads) if self._out_grads \
+            else ((), ())
+        norms = torch.stack(torch._foreach_norm(
+            grads + [as_float(g) for g in out_grads])).float()
+        # ||W_after - W_before|| / ||W_before|| on the samples, all at once
+        ratio = torch.linalg.vector_norm(now - self._before, dim=1) \
+            / torch.linalg.vector_norm(self._before, dim=1)          # [m]
         owner = self._owner_index(n)
-        grad_norm = per_matrix[0, owner]                          # [n]
+        grad_norm = norms[owner]                                  # [n]
         for i, g in self._tied.items():   # tied rows: their own use's grad
             grad_norm[i] = g.norm()
-        update = per_matrix[2, owner] / per_matrix[1, owner]
+        update = ratio[owner]
         stats = torch.full((5, n), math.nan, device=self._device)
-        _scatter(stats[0], zip(self._moment_rows, self._sums))
-        _scatter(stats[1], zip(self._moment_rows, self._squares))
-        _scatter(stats[2], self._saturated)
-        _scatter(stats[3], self._alive)
+        scatter_rows(stats[0], zip(self._moment_rows, self._sums))
+        scatter_rows(stats[1], zip(self._moment_rows, self._squares))
+        scatter_rows(stats[2], self._saturated)
+        scatter_rows(stats[3], self._alive)
         total, total_sq, sat, alive, out = stats
-        if self._out_grads:
-            rows, grads = zip(*self._out_grads)
-            norms = torch.stack(torch._foreach_norm(
-                [_as_float(g) for g in grads])).to(out.dtype)
-            if len(set(rows)) == len(rows):
-                out[list(rows)] = norms
+        if out_rows:
+            out_norms = norms[m:]
+            if len(set(out_rows)) == len(out_rows):
+                out[list(out_rows)] = out_norms
             else:  # a matrix used by several calls: add their squares
-                index = torch.tensor(rows, device=self._device)
+                index = torch.tensor(out_rows, device=self._device)
                 out[index] = 0
-                out.index_add_(0, index, norms.square()).sqrt_()
+                out.index_add_(0, index, out_norms.square()).sqrt_()
         samples, units = torch.tensor(self._counts[:n],
                                       device=self._device).T   # 2 x [n]
         mean = total / samples
