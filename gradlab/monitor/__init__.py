@@ -40,11 +40,10 @@ the budget is 15% of a CPU training step). Two estimates: mean, std and
 saturation use the first 64 samples of the batch, and the update ratio uses
 a fixed random sample of 4,096 entries of each larger weight (relative error
 ~2%). Gradient norms and dead fractions are exact. Each torch call costs
-microseconds on a CPU whatever its size, so per-layer results are reduced
-in few calls at the end of the pass and in :meth:`step`; for that the
-gradients ``dL/dh`` are kept until :meth:`step` (as much memory as the
-layer outputs, which the forward pass held anyway). Everything stays on the
-model's device; a step costs no host sync, reading the record costs one.
+microseconds on a CPU whatever its size, so the inputs' statistics are
+computed in few calls at the end of each forward pass, and the step's norms
+and ratios in few calls in :meth:`step`. Everything stays on the model's
+device; a step costs no host sync, reading the record costs one.
 The monitor's work per layer is a fixed amount of Python, so on a small
 model whose step takes a millisecond or two it can double the step's time:
 record ``every=10`` steps or more there.

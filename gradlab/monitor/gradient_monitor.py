@@ -196,9 +196,8 @@ class GradientMonitor:
             out.register_hook(lambda grad: self._add_out_grad(last, grad))
         first = rows[0]
         # Sums at the end of this forward pass, while autograd still holds
-        # the input (no memory of ours): run in one loop there, the same
-        # ops cost a third of what they cost between the model's own ops
-        # (a pass over all activations after backward cost 3x more).
+        # the input (no memory of ours), where one call can serve all
+        # layers (a pass over all activations after backward cost 3x more).
         if x is not None and not self._seen[first]:
             self._seen[first] = True
             self._labels[first] = activation
@@ -210,9 +209,11 @@ class GradientMonitor:
         view.register_hook(lambda grad: self._add_tied_grad(row, grad))
 
     def _add_out_grad(self, i: int, grad: torch.Tensor) -> None:
-        # kept, not reduced: one _foreach_norm over all of them in
-        # _record_row costs less than a norm here per layer
-        self._out_grads.append((i, grad))
+        # reduced now, while the gradient is hot in cache: keeping the
+        # gradients for one _foreach_norm in step() was no faster and held
+        # a copy of every layer's output gradient per micro-batch
+        self._out_norms.append(
+            (i, torch.linalg.vector_norm(grad, dtype=torch.float32)))
 
     def _add_tied_grad(self, i: int, grad: torch.Tensor) -> None:
         g = grad.detach()
@@ -269,7 +270,7 @@ class GradientMonitor:
         self._squares: list = []          # and its sum of squares
         self._saturated: list = []        # (row, saturated count)
         self._alive: list = []            # (row, units alive on the batch)
-        self._out_grads: list = []        # (row, dL/dh), one per call
+        self._out_norms: list = []        # (row, ||dL/dh||), one per call
         self._tied: dict = {}             # row -> summed gradient of its use
 
     # -- recording -------------------------------------------------------------
@@ -317,13 +318,9 @@ class GradientMonitor:
         self._steps.append(self._step)
         if n == 0:  # no forward pass through the model in this step
             return now
-        m = len(self._flat)
         grads = [w.grad if w.grad is not None else torch.zeros_like(w)
                  for w in self._flat]
-        out_rows, out_grads = zip(*self._out_grads) if self._out_grads \
-            else ((), ())
-        norms = torch.stack(torch._foreach_norm(
-            grads + [as_float(g) for g in out_grads])).float()
+        norms = torch.stack(torch._foreach_norm(grads)).float()     # [m]
         # ||W_after - W_before|| / ||W_before|| on the samples, all at once
         ratio = torch.linalg.vector_norm(now - self._before, dim=1) \
             / torch.linalg.vector_norm(self._before, dim=1)          # [m]
@@ -338,8 +335,9 @@ class GradientMonitor:
         scatter_rows(stats[2], self._saturated)
         scatter_rows(stats[3], self._alive)
         total, total_sq, sat, alive, out = stats
-        if out_rows:
-            out_norms = norms[m:]
+        if self._out_norms:
+            out_rows, out_norms = zip(*self._out_norms)
+            out_norms = torch.stack(out_norms)
             if len(set(out_rows)) == len(out_rows):
                 out[list(out_rows)] = out_norms
             else:  # a matrix used by several calls: add their squares
