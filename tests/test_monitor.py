@@ -246,3 +246,24 @@ def test_a_changed_call_pattern_switches_tracing_back_on(digits):
     # traced, then followed; the changed pass drops the map (None); traced
     # again, the hidden layer is called twice, so it stays traced (False)
     assert states == ["hooks", None, False]
+
+
+def test_the_model_is_freed_when_the_caller_drops_it():
+    """No reference cycle between the monitor and its trace keeps a model
+    (and its gradients) alive until the garbage collector runs."""
+    import gc
+    import weakref
+
+    def train_once():
+        model = _mlp()
+        with gl.GradientMonitor(model) as monitor:
+            model(torch.randn(8, 64)).sum().backward()
+            monitor.step()
+        return weakref.ref(model)
+
+    gc.disable()
+    try:
+        ref = train_once()
+        assert ref() is None
+    finally:
+        gc.enable()
