@@ -68,7 +68,6 @@ class GradientMonitor:
                 by_size[w.numel()] = torch.randperm(
                     w.numel(), generator=g)[:UPDATE_SAMPLE].sort().values
         self._sample = [by_size[w.numel()].to(dev) for w in self._flat]
-        self._nan = torch.tensor(math.nan, device=dev)
         # at most one row per name a matrix goes by (tied matrices: several)
         self._max_rows = sum(len(names) for _, names in matrices)
         self._data = torch.full((len(METRICS), capacity, self._max_rows),
@@ -79,9 +78,9 @@ class GradientMonitor:
         self._trace: ForwardTrace | None = None
         self._owner: torch.Tensor | None = None
         self._tracing = False
-        self._paired: list[str] = [""] * self._max_rows
         self._before = None  # sampled weights, taken when `with` starts
-        self._labels: list[str] = [""] * self._max_rows  # trace's, per row
+        # per row, the activation the trace found for its input ("" none)
+        self._labels: list[str] = [""] * self._max_rows
         # replay: None = not known yet, False = keep tracing, else a list of
         # (module, rows) to follow with forward hooks (see the docstring)
         self._replay = None
@@ -200,9 +199,8 @@ class GradientMonitor:
         # layers (a pass over all activations after backward cost 3x more).
         if x is not None and not self._seen[first]:
             self._seen[first] = True
-            self._labels[first] = activation
             if activation:
-                self._paired[first] = activation
+                self._labels[first] = activation
             self._pending.append((first, x, activation))
 
     def _on_view(self, row: int, view: torch.Tensor) -> None:
@@ -242,13 +240,13 @@ class GradientMonitor:
             if a in SATURATING:
                 self._saturated.append((row, saturated_count(x, a)))
             elif a in DEAD_TYPES and h.dim() > 1:
-                dead.append(row)
+                dead.append((row, h))
         if dead:
             # a ReLU output is >= 0, so a unit lives iff its batch max is
             # > 0; the 0-"norm" counts the nonzero maxima
             alive = torch._foreach_norm(
-                [as_float(inputs[rows.index(r)]).amax(dim=0) for r in dead], 0)
-            self._alive += zip(dead, alive)
+                [as_float(h).amax(dim=0) for _, h in dead], 0)
+            self._alive += zip((row for row, _ in dead), alive)
 
     def _owner_index(self, n: int) -> torch.Tensor:
         """``[n]`` index of the matrix behind each row (cached: rows only
@@ -279,7 +277,6 @@ class GradientMonitor:
         self._device = device
         self._sample = [idx.to(device) for idx in self._sample]
         self._before = self._before.to(device)
-        self._nan = self._nan.to(device)
         self._data = self._data.to(device)
 
     def _sampled(self) -> torch.Tensor:
@@ -363,6 +360,6 @@ class GradientMonitor:
         data = self._data[:, :t, :n].cpu()
         return MonitorRecord(
             layers=list(self._trace.layers) if n else [],
-            activations=self._paired[:n],
+            activations=self._labels[:n],
             steps=torch.tensor(self._steps, dtype=torch.long),
             **dict(zip(METRICS, data)))
