@@ -38,12 +38,14 @@ accumulation, activation statistics come from the first micro-batch.
 Cost (``benchmarks/monitor_overhead.py`` measures it against a plain loop;
 the budget is 15% of a CPU training step). Two estimates: mean, std and
 saturation use the first 64 samples of the batch, and the update ratio uses
-a fixed random sample of 4,096 entries of each larger weight (relative error
-~2%). Gradient norms and dead fractions are exact. Each torch call costs
-microseconds on a CPU whatever its size, so the inputs' statistics are
-computed in few calls at the end of each forward pass, and the step's norms
-and ratios in few calls in :meth:`step`. Everything stays on the model's
-device; a step costs no host sync, reading the record costs one.
+a fixed sample of 4,096 entries of each larger weight, 256 runs of 16
+(:mod:`gradlab.monitor.sample`; median relative error 1-2%). Gradient norms
+and dead fractions are exact. Each torch call costs microseconds on a CPU
+whatever its size, so the inputs' statistics are computed in few calls at
+the end of each forward pass, and a step stores sums and counts in few
+calls; means, standard deviations and fractions are computed once, in
+:meth:`~GradientMonitor.record`. Everything stays on the model's device; a
+step costs no host sync, reading the record costs one.
 The monitor's work per layer is a fixed amount of Python, so on a small
 model whose step takes a millisecond or two it can double the step's time:
 record ``every=10`` steps or more there.

@@ -13,7 +13,8 @@ from ..activations import saturated_count
 from ..device import device_of
 from ..layers import ForwardTrace, Use, weight_matrices
 from .follow import owners, replay_map
-from .record import METRICS, MonitorRecord, as_float, scatter_rows
+from .record import METRICS, MonitorRecord, as_float
+from .sample import UpdateSample
 
 __all__ = ["GradientMonitor"]
 
@@ -21,6 +22,11 @@ DEAD_TYPES = ("relu", "relu6")
 SATURATING = ("sigmoid", "tanh")
 ACT_SAMPLE_ROWS = 64
 UPDATE_SAMPLE = 4096
+# What a step stores, per layer: sums and counts, turned into METRICS once,
+# in record(), instead of a dozen small calls per step.
+RAW = ("grad_norm", "out_grad_norm", "sum", "sum_sq", "saturated", "alive",
+       "update_ratio", "samples", "units")
+_GRAD, _OUT, _SUM, _SQ, _SAT, _ALIVE, _UPDATE, _SAMPLES, _UNITS = range(9)
 
 
 class GradientMonitor:
@@ -56,39 +62,32 @@ class GradientMonitor:
         self.model, self.every = model, every
         self._flat = [p for p, _ in matrices]
         self._matrix_of = {id(p): i for i, p in enumerate(self._flat)}
-        dev = self._device = device_of(model)
-        # one random sample of positions per matrix size, shared by the
-        # matrices of that size (a randperm per matrix made the constructor
-        # slow); gathering it costs what reading the matrix does, like any
-        # other sample (a strided grid was no faster and less accurate)
-        g = torch.Generator().manual_seed(0)
-        by_size: dict[int, torch.Tensor] = {}
-        for w in self._flat:
-            if w.numel() not in by_size:
-                by_size[w.numel()] = torch.randperm(
-                    w.numel(), generator=g)[:UPDATE_SAMPLE].sort().values
-        self._sample = [by_size[w.numel()].to(dev) for w in self._flat]
+        self._device = device_of(model)
+        self._sample = UpdateSample(self._flat, UPDATE_SAMPLE)
         # at most one row per name a matrix goes by (tied matrices: several)
         self._max_rows = sum(len(names) for _, names in matrices)
-        self._data = torch.full((len(METRICS), capacity, self._max_rows),
-                                math.nan, device=dev)
+        self._data = torch.full((len(RAW), capacity, self._max_rows),
+                                math.nan, device=self._device)
         self._steps: list[int] = []
         self._step = 0
         self._handles: list = []
         self._trace: ForwardTrace | None = None
-        self._owner: torch.Tensor | None = None
         self._tracing = False
-        self._before = None  # sampled weights, taken when `with` starts
         # per row, the activation the trace found for its input ("" none)
         self._labels: list[str] = [""] * self._max_rows
         # replay: None = not known yet, False = keep tracing, else a list of
-        # (module, rows) to follow with forward hooks (see the docstring)
+        # (module, rows) to follow with forward hooks (see follow.py)
         self._replay = None
         self._replay_ok = True   # False: never replay (tests compare both)
         self._probe: list | None = None    # module calls seen in a traced pass
         self._uses: list | None = None     # uses seen in that pass
-        self._pass_handles: list = []
+        self._pass_handles: list = []      # the probe's hooks, one pass
+        self._replay_handles: list = []    # the replay's, kept while it lasts
+        self._replaying = False            # inside a replayed pass
         self._calls = 0
+        self._grad_hooks: dict = {}        # (row, output_nr) -> hook
+        self._indices: dict = {}           # rows -> index tensor
+        self._owner = self._counts_key = self._counts_tensor = None
         self._reset_step_buffers()
 
     # -- context manager ---------------------------------------------------
@@ -101,7 +100,7 @@ class GradientMonitor:
             self.model.register_forward_pre_hook(self._start_pass),
             self.model.register_forward_hook(self._end_pass,
                                              always_call=True)]
-        self._before = self._sampled()
+        self._sample.reset()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -109,6 +108,7 @@ class GradientMonitor:
 
     def remove(self) -> None:
         """Remove every hook; safe to call twice."""
+        self._drop_replay_hooks()
         for handle in self._handles + self._pass_handles:
             handle.remove()
         self._handles, self._pass_handles = [], []
@@ -120,6 +120,8 @@ class GradientMonitor:
             # the trace calls back into the monitor: break the cycle so the
             # model is freed as soon as the caller drops it
             self._trace.on_use = self._trace.on_view = None
+        self._grad_hooks = {}   # they call back into the monitor, too
+        self._replaying = False
 
     @property
     def active(self) -> bool:
@@ -134,13 +136,18 @@ class GradientMonitor:
         return self._recording_step() and torch.is_grad_enabled()
 
     def _start_pass(self, module, args) -> None:
-        if not self._recording() or self._tracing or self._pass_handles:
+        if not self._recording():
+            # an unrecorded pass: no hooks below the model's own two
+            self._drop_replay_hooks()
             return
+        if self._tracing or self._pass_handles or self._replaying:
+            return  # the model called itself inside a recorded pass
         if self._replay:
-            self._calls = 0
-            self._pass_handles = [
-                m.register_forward_hook(self._replayed_call(rows))
-                for m, rows in self._replay]
+            if not self._replay_handles:
+                self._replay_handles = [
+                    m.register_forward_hook(self._replayed_call(rows))
+                    for m, rows in self._replay]
+            self._calls, self._replaying = 0, True
             return
         if self._replay is None and self._replay_ok:
             self._probe, self._uses = [], []
@@ -162,21 +169,33 @@ class GradientMonitor:
                 self._replay = replay_map(self._probe, self._uses,
                                           self._trace)
                 self._probe = self._uses = None
-        elif self._replay and self._calls != len(self._replay):
-            self._replay = None   # the model changed its calls: trace again
+        elif self._replaying:
+            self._replaying = False
+            if self._calls != len(self._replay):
+                # the model changed its calls: trace the next pass again
+                self._replay = None
+                self._drop_replay_hooks()
+
+    def _drop_replay_hooks(self) -> None:
+        for handle in self._replay_handles:
+            handle.remove()
+        self._replay_handles = []
 
     def _probe_call(self, module, args, output) -> None:
         first = output[0] if isinstance(output, (tuple, list)) else output
         self._probe.append((module, args[0] if args else None, first))
 
     def _replayed_call(self, rows: list):
+        label = self._labels[rows[0]]
+
         def hook(module, args, output):
+            if not self._replaying:
+                return
             self._calls += 1
             first = output[0] if isinstance(output, (tuple, list)) else output
             x = args[0] if args else None
-            self._observe(rows, x.detach() if isinstance(x, torch.Tensor)
-                          and x.is_floating_point() else None,
-                          self._labels[rows[0]],
+            self._observe(rows, x if isinstance(x, torch.Tensor)
+                          and x.is_floating_point() else None, label,
                           first if isinstance(first, torch.Tensor) else None)
         return hook
 
@@ -187,12 +206,12 @@ class GradientMonitor:
 
     def _observe(self, rows: list, x, activation: str, out) -> None:
         """One call that used the matrices of ``rows``: hook its output's
-        gradient and, on the first call of the step, sum its input."""
-        if out is not None and out.device != self._device:
-            self._move_to(out.device)  # e.g. gl.fit moved the model
+        gradient and, on the first call of the step, keep its input for
+        the statistics at the end of the pass."""
         if out is not None and out.requires_grad:
-            last = rows[-1]
-            out.register_hook(lambda grad: self._add_out_grad(last, grad))
+            if out.device != self._device:
+                self._move_to(out.device)  # e.g. gl.fit moved the model
+            self._hook_out_grad(rows[-1], out)
         first = rows[0]
         # Sums at the end of this forward pass, while autograd still holds
         # the input (no memory of ours), where one call can serve all
@@ -202,6 +221,23 @@ class GradientMonitor:
             if activation:
                 self._labels[first] = activation
             self._pending.append((first, x, activation))
+
+    def _hook_out_grad(self, row: int, out: torch.Tensor) -> None:
+        """Reduce ``dL/d out`` when backward reaches the node that made
+        ``out``: a pre-hook on that node costs a third of a hook on the
+        tensor (which wraps one around the node itself)."""
+        node = out.grad_fn
+        if node is None:  # a leaf that requires grad
+            out.register_hook(lambda grad: self._add_out_grad(row, grad))
+            return
+        key = (row, out.output_nr)
+        hook = self._grad_hooks.get(key)
+        if hook is None:
+            def hook(grads, row=row, nr=out.output_nr):
+                if grads[nr] is not None:
+                    self._add_out_grad(row, grads[nr])
+            self._grad_hooks[key] = hook
+        node.register_prehook(hook)
 
     def _on_view(self, row: int, view: torch.Tensor) -> None:
         view.register_hook(lambda grad: self._add_tied_grad(row, grad))
@@ -217,6 +253,7 @@ class GradientMonitor:
         g = grad.detach()
         self._tied[i] = g if i not in self._tied else self._tied[i] + g
 
+    @torch.no_grad()
     def _flush_pending(self) -> None:
         """Input statistics of the pass's layers, with as few torch calls
         as possible (each costs ~5-25 us on a CPU, whatever its size): one
@@ -248,16 +285,6 @@ class GradientMonitor:
                 [as_float(h).amax(dim=0) for _, h in dead], 0)
             self._alive += zip((row for row, _ in dead), alive)
 
-    def _owner_index(self, n: int) -> torch.Tensor:
-        """``[n]`` index of the matrix behind each row (cached: rows only
-        ever get appended)."""
-        if self._owner is None or len(self._owner) != n \
-                or self._owner.device != self._device:
-            self._owner = torch.tensor(
-                [self._matrix_of[id(p)] for p in self._trace.params],
-                dtype=torch.long, device=self._device)
-        return self._owner
-
     def _reset_step_buffers(self) -> None:
         n = self._max_rows
         self._seen = [False] * n
@@ -275,20 +302,9 @@ class GradientMonitor:
     def _move_to(self, device: torch.device) -> None:
         """Follow the model to another device (buffers are small)."""
         self._device = device
-        self._sample = [idx.to(device) for idx in self._sample]
-        self._before = self._before.to(device)
+        self._sample.to(device)
         self._data = self._data.to(device)
-
-    def _sampled(self) -> torch.Tensor:
-        """``[matrices, UPDATE_SAMPLE]``: the sampled entries of every
-        weight, one row each, zero-padded (zeros add nothing to a norm), so
-        the update ratios of all matrices take two torch calls."""
-        out = torch.zeros(len(self._flat), UPDATE_SAMPLE,
-                          device=self._device, dtype=torch.float32)
-        for row, w, idx in zip(out, self._flat, self._sample):
-            torch.index_select(w.detach().reshape(-1).float(), 0, idx,
-                               out=row[:len(idx)])
-        return out
+        self._indices, self._owner, self._counts_key = {}, None, None
 
     def step(self) -> None:
         """Record this step (if it is one in ``every``) and move on."""
@@ -297,58 +313,95 @@ class GradientMonitor:
                                "`with` block: the hooks are not registered")
         if self._flat[0].device != self._device:
             self._move_to(self._flat[0].device)
-        now = None
-        if self._step % self.every == 0:
-            now = self._record_row()
+        recorded = self._step % self.every == 0
+        if recorded:
+            self._record_row()
         self._step += 1
         self._reset_step_buffers()
-        if self._step % self.every == 0:
-            self._before = now if now is not None else self._sampled()
+        if not recorded and self._step % self.every == 0:
+            self._sample.reset()   # the 'before' of the next recorded step
 
-    def _record_row(self) -> list:
+    def _index(self, rows: tuple) -> torch.Tensor:
+        index = self._indices.get(rows)
+        if index is None:
+            index = self._indices[rows] = torch.tensor(
+                rows, dtype=torch.long, device=self._device)
+        return index
+
+    def _put(self, target: torch.Tensor, rows: tuple, values) -> None:
+        """``target[rows] = values`` (0-d tensors) in one stack and at most
+        one copy: a run of consecutive rows in order is stacked in place."""
+        if not rows:
+            return
+        start = rows[0]
+        if rows == tuple(range(start, start + len(rows))) and all(
+                v.dtype == target.dtype for v in values):
+            torch.stack(values, out=target[start:start + len(rows)])
+        else:
+            target.index_copy_(0, self._index(rows),
+                               torch.stack(values).to(target.dtype))
+
+    def _owner_index(self, n: int) -> torch.Tensor | None:
+        """``[n]`` index of the matrix behind each row; None when row i is
+        matrix i (cached: rows only ever get appended)."""
+        if self._owner is None or self._owner[0] != n:
+            owner = tuple(self._matrix_of[id(p)] for p in self._trace.params)
+            self._owner = (n, None if owner == tuple(range(len(self._flat)))
+                           else self._index(owner))
+        return self._owner[1]
+
+    def _counts_of(self, n: int) -> torch.Tensor:
+        """``[2, n]`` samples and units per row (cached while unchanged)."""
+        counts = self._counts[:n]
+        if counts != self._counts_key:
+            self._counts_key = counts
+            self._counts_tensor = torch.tensor(
+                counts, dtype=torch.float32, device=self._device).T
+        return self._counts_tensor
+
+    @torch.no_grad()
+    def _record_row(self) -> None:
         row = len(self._steps)
         if row == self._data.shape[1]:  # full: double the capacity
             self._data = torch.cat([self._data, torch.full_like(
                 self._data, math.nan)], dim=1)
-        n = len(self._trace.layers)
-        now = self._sampled()
+        ratio = self._sample.advance()                             # [m]
         self._steps.append(self._step)
+        n = len(self._trace.layers)
         if n == 0:  # no forward pass through the model in this step
-            return now
+            return
+        d = self._data[:, row]                               # [RAW, rows]
         grads = [w.grad if w.grad is not None else torch.zeros_like(w)
                  for w in self._flat]
-        norms = torch.stack(torch._foreach_norm(grads)).float()     # [m]
-        # ||W_after - W_before|| / ||W_before|| on the samples, all at once
-        ratio = torch.linalg.vector_norm(now - self._before, dim=1) \
-            / torch.linalg.vector_norm(self._before, dim=1)          # [m]
+        norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
         owner = self._owner_index(n)
-        grad_norm = norms[owner]                                  # [n]
+        if owner is None:
+            torch.stack(norms, out=d[_GRAD, :n])
+            d[_UPDATE, :n] = ratio
+        else:
+            torch.index_select(torch.stack(norms), 0, owner,
+                               out=d[_GRAD, :n])
+            torch.index_select(ratio, 0, owner, out=d[_UPDATE, :n])
         for i, g in self._tied.items():   # tied rows: their own use's grad
-            grad_norm[i] = g.norm()
-        update = ratio[owner]
-        stats = torch.full((5, n), math.nan, device=self._device)
-        scatter_rows(stats[0], zip(self._moment_rows, self._sums))
-        scatter_rows(stats[1], zip(self._moment_rows, self._squares))
-        scatter_rows(stats[2], self._saturated)
-        scatter_rows(stats[3], self._alive)
-        total, total_sq, sat, alive, out = stats
+            d[_GRAD, i] = g.norm()
         if self._out_norms:
-            out_rows, out_norms = zip(*self._out_norms)
-            out_norms = torch.stack(out_norms)
-            if len(set(out_rows)) == len(out_rows):
-                out[list(out_rows)] = out_norms
+            rows, values = zip(*self._out_norms)
+            if len(set(rows)) == len(rows):
+                self._put(d[_OUT], rows, values)
             else:  # a matrix used by several calls: add their squares
-                index = torch.tensor(out_rows, device=self._device)
-                out[index] = 0
-                out.index_add_(0, index, out_norms.square()).sqrt_()
-        samples, units = torch.tensor(self._counts[:n],
-                                      device=self._device).T   # 2 x [n]
-        mean = total / samples
-        std = ((total_sq - total * mean) / (samples - 1)).clamp_min(0).sqrt()
-        self._data[:, row, :n] = torch.stack(
-            [grad_norm, out, mean, std, sat / samples,
-             (units - alive) / units, update])
-        return now
+                squares = torch.zeros(n, device=self._device).index_add_(
+                    0, self._index(rows), torch.stack(values).square())
+                used = self._index(tuple(sorted(set(rows))))
+                d[_OUT].index_copy_(0, used, squares[used].sqrt())
+        moments = tuple(self._moment_rows)
+        self._put(d[_SUM], moments, self._sums)
+        self._put(d[_SQ], moments, self._squares)
+        for channel, entries in ((_SAT, self._saturated),
+                                 (_ALIVE, self._alive)):
+            if entries:
+                rows, values = zip(*entries)
+                self._put(d[channel], rows, values)
+        d[_SAMPLES:, :n] = self._counts_of(n)
 
     def record(self) -> MonitorRecord:
         """Return the recorded steps as a :class:`MonitorRecord` (one sync).
@@ -357,9 +410,14 @@ class GradientMonitor:
         used has no column."""
         t = len(self._steps)
         n = len(self._trace.layers) if self._trace is not None else 0
-        data = self._data[:, :t, :n].cpu()
+        (grad, out, total, total_sq, sat, alive, update, samples,
+         units) = self._data[:, :t, :n].cpu()
+        mean = total / samples
+        std = ((total_sq - total * mean) / (samples - 1)).clamp_min(0).sqrt()
+        metrics = (grad, out, mean, std, sat / samples,
+                   (units - alive) / units, update)
         return MonitorRecord(
             layers=list(self._trace.layers) if n else [],
             activations=self._labels[:n],
             steps=torch.tensor(self._steps, dtype=torch.long),
-            **dict(zip(METRICS, data)))
+            **dict(zip(METRICS, metrics)))
