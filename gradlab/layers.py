@@ -42,7 +42,7 @@ dead/saturated fractions are not reported; mean and std still are).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

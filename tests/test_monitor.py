@@ -267,3 +267,67 @@ def test_the_model_is_freed_when_the_caller_drops_it():
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_out_grad_norm_is_the_gradient_of_the_layers_own_output():
+    """||dL/dh|| is taken where backward enters the call that made h: an
+    in-place ReLU after the layer does not change it, and an LSTM whose
+    sequence output the loss ignores has none (NaN), not zero."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 8)
+    norms = []
+    for inplace in (False, True):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(inplace=inplace),
+                              nn.Linear(8, 2))
+        kept = []
+        model[0].register_forward_hook(
+            lambda m, a, out: (out.retain_grad(), kept.append(out))[-1]
+            if not inplace else None)
+        with gl.GradientMonitor(model) as monitor:
+            model(x).square().sum().backward()
+            monitor.step()
+        norms.append(monitor.record().out_grad_norm[0, 0].item())
+        if not inplace:
+            assert norms[0] == pytest.approx(kept[0].grad.norm().item(),
+                                             rel=1e-6)
+    assert norms[1] == norms[0]
+
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = nn.LSTM(3, 4, batch_first=True), \
+                nn.Linear(4, 1)
+
+        def forward(self, seq):
+            return self.head(self.rnn(seq)[1][0][-1])   # h_n only
+
+    model = LastState()
+    with gl.GradientMonitor(model) as monitor:
+        model(torch.randn(2, 5, 3)).sum().backward()
+        monitor.step()
+    record = monitor.record()
+    assert record.layers[:2] == ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]
+    assert math.isnan(record.out_grad_norm[0, 1].item())
+    assert record.out_grad_norm[0, 2].item() > 0
+
+
+def test_unrecorded_passes_run_without_layer_hooks(digits):
+    """With every=k, the module hooks that follow a recorded pass are
+    gone during the other passes, which cost two Python calls."""
+    X, y, _, _ = digits
+    model = _mlp(activation="relu")
+    layer_hooks = lambda: sum(len(m._forward_hooks)            # noqa: E731
+                              for m in model.modules() if m is not model)
+    seen = []
+    with gl.GradientMonitor(model, every=2) as monitor:
+        for step in range(6):
+            nn.functional.cross_entropy(model(X[:32]), y[:32]).backward()
+            seen.append(layer_hooks())
+            monitor.step()
+    record = monitor.record()
+    assert record.steps.tolist() == [0, 2, 4]
+    assert seen[0] == 0                   # traced: no module hooks
+    assert seen[1] == seen[3] == seen[5] == 0
+    assert seen[2] == seen[4] == len(record.layers)   # followed by hooks
+    assert torch.isfinite(record.dead[:, 1:]).all()

@@ -1,0 +1,116 @@
+"""What one recorded step saw of each layer, reduced as it goes.
+
+Each torch call costs ~5-25 us on a CPU whatever its size, and reading a
+layer's activations or gradients costs what the memory gives, so each input
+and each output gradient is reduced once, while it is hot in cache, to 0-d
+tensors; what can wait is reduced for all layers of the pass in one call.
+The 0-d results stay on the device in lists until :meth:`StepStats.write`
+stacks them into the step's row of the :class:`~.table.Table`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..activations import saturated_count
+from .table import ALIVE, OUT, SAMPLES, SAT, SQ, SUM, Table
+
+__all__ = ["StepStats", "ACT_SAMPLE_ROWS", "as_float"]
+
+DEAD_TYPES = ("relu", "relu6")
+SATURATING = ("sigmoid", "tanh")
+ACT_SAMPLE_ROWS = 64
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself in float32/float64; else a float32 copy (half-precision
+    sums of squares overflow)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+class StepStats:
+    """The per-layer reductions of one step (all its micro-batches).
+
+    Args:
+        rows: the most layers a step can have.
+    """
+
+    def __init__(self, rows: int):
+        self.seen = [False] * rows        # rows whose input was reduced
+        self.counts = [(math.nan, math.nan)] * rows  # (samples, units)
+        self.moment_rows: list = []       # rows whose input was summed,
+        self.sums: list = []              # the sum of that input
+        self.squares: list = []           # and its sum of squares
+        self.saturated: list = []         # (row, saturated count)
+        self.alive: list = []             # (row, units alive on the batch)
+        self.out_norms: list = []         # (row, ||dL/dh||), one per call
+        self.tied: dict = {}              # row -> summed gradient of its use
+        self._sampled: list = []          # this pass's input samples
+        self._maxima: list = []           # (row, batch max per unit)
+
+    def input(self, row: int, h: torch.Tensor, activation: str) -> None:
+        """A layer's input ``h`` (detached): sum its first
+        ``ACT_SAMPLE_ROWS`` samples and, for a ReLU output, take each unit's
+        batch max, now, while ``h`` is hot in cache (at the end of a
+        20-layer pass the maxima took 0.54 ms instead of 0.38 ms)."""
+        x = as_float(h[:ACT_SAMPLE_ROWS])
+        self.moment_rows.append(row)
+        self.sums.append(x.sum())
+        self._sampled.append(x)
+        units = h.numel() // h.shape[0] if h.dim() > 1 and len(h) else 1
+        self.counts[row] = (x.numel(), units)
+        if activation in SATURATING:
+            self.saturated.append((row, saturated_count(x, activation)))
+        elif activation in DEAD_TYPES and h.dim() > 1:
+            # a ReLU output is >= 0: a unit lives iff its batch max is > 0
+            self._maxima.append((row, as_float(h).amax(dim=0)))
+
+    @torch.no_grad()
+    def end_pass(self) -> None:
+        """The pass's sums of squares in one call, and its live units in
+        another: the 0-"norm" counts the nonzero maxima. (With p=1,
+        ``_foreach_powsum`` and ``_foreach_norm`` were 3-30x slower than
+        one sum per layer.)"""
+        if self._sampled:
+            self.squares += torch._foreach_powsum(self._sampled, 2)
+            self._sampled = []
+        if self._maxima:
+            rows, maxima = zip(*self._maxima)
+            self.alive += zip(rows, torch._foreach_norm(maxima, 0))
+            self._maxima = []
+
+    def out_grad(self, row: int, grad: torch.Tensor) -> None:
+        """``dL/dh`` of a call of ``row``: reduced now, while it is hot
+        (keeping the gradients for one ``_foreach_norm`` was no faster and
+        held every layer's output gradient per micro-batch)."""
+        self.out_norms.append(
+            (row, torch.linalg.vector_norm(grad, dtype=torch.float32)))
+
+    def tied_grad(self, row: int, grad: torch.Tensor) -> None:
+        """The gradient of one module's use of a tied matrix."""
+        g = grad.detach()
+        self.tied[row] = g if row not in self.tied else self.tied[row] + g
+
+    @torch.no_grad()
+    def write(self, table: Table, d: torch.Tensor, n: int) -> None:
+        """Stack the step's 0-d results for its ``n`` layers into ``d``,
+        its ``[RAW, rows]`` row of ``table``."""
+        if self.out_norms:
+            rows, values = zip(*self.out_norms)
+            if len(set(rows)) == len(rows):
+                table.put(d[OUT], rows, values)
+            else:  # a matrix used by several calls: add their squares
+                squares = torch.zeros(n, device=d.device).index_add_(
+                    0, table.index(rows), torch.stack(values).square())
+                used = table.index(tuple(sorted(set(rows))))
+                d[OUT].index_copy_(0, used, squares[used].sqrt())
+        moments = tuple(self.moment_rows)
+        table.put(d[SUM], moments, self.sums)
+        table.put(d[SQ], moments, self.squares)
+        for channel, entries in ((SAT, self.saturated), (ALIVE, self.alive)):
+            if entries:
+                rows, values = zip(*entries)
+                table.put(d[channel], rows, values)
+        d[SAMPLES:, :n] = table.counts(self.counts[:n])
