@@ -2,28 +2,38 @@
 
 Workload (DESIGN.md's budget): 20-layer ReLU MLP, width 256, batch 256, SGD.
 
-* baseline: a hand-written PyTorch loop (sample a batch, zero_grad, forward,
+* plain: a hand-written PyTorch loop (sample a batch, zero_grad, forward,
   backward, step, read the loss);
-* monitored: the same loop with a GradientMonitor recording every step;
+* plain again: a second, identical plain loop: the control. Its ratio to
+  plain is what noise alone gives;
+* monitored: the plain loop with a GradientMonitor recording every step;
 * fit: gl.fit doing the same steps.
 
-Each variant runs N steps, repeated; the three variants alternate within
-each repeat so drift in machine speed hits them alike, and each ratio is
-the median over repeats of that repeat's ratio (with its range). Prints the
-per-step medians and, last, the two ratios. Budget: monitor <= 1.15x,
-fit <= 1.05x. The whole comparison runs twice: with one thread (what
-gl.configure_cpu() sets for the book) and with torch's default count.
+The monitor's budget is per training step (<= 1.15x), so its steps are
+timed one by one. Each repeat builds the three loops afresh (two identical
+models can differ by 5 % in speed, by where their memory landed), warms
+them up, then runs them in turn, a block of steps each, three times over,
+so drift in the machine's speed hits all of them alike. A repeat's ratio
+is that of its median step times, which a step the OS interrupted moves by
+little; the ratio printed is the median over repeats, with its range. What
+the monitor costs once (construction, its first, traced pass, reading the
+record) is printed apart. gl.fit runs its own loop, so fit and plain are
+timed as whole runs of the same steps, in turn, and their ratio is the
+median over repeats (budget <= 1.05x).
 
 Two sources of noise that have nothing to do with the monitor are held
 fixed for all variants alike. Garbage from one variant is collected
-before the next one is timed. And glibc's malloc is told to keep freed
+before the next one runs. And glibc's malloc is told to keep freed
 memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_; the script re-runs
 itself with them set): by default it returns the activations' memory to
 the kernel after a step and page-faults it back in the next one, which
 made the same loop vary between about 11 and 17 ms per forward pass from
 run to run (2,500 page faults per pass, or none).
 
-    .venv/bin/python benchmarks/monitor_overhead.py [--steps 30] [--repeats 11]
+The comparison runs twice: with one thread (what gl.configure_cpu() sets
+for the book) and with torch's default count.
+
+    .venv/bin/python benchmarks/monitor_overhead.py [--steps 30] [--repeats 21]
 """
 
 import argparse
@@ -38,6 +48,7 @@ import torch
 import gradlab as gl
 
 DEPTH, WIDTH, BATCH = 20, 256, 256
+BUDGETS = {"monitored": 1.15, "fit": 1.05}
 
 
 def make_model():
@@ -45,29 +56,82 @@ def make_model():
                          generator=torch.Generator().manual_seed(0))
 
 
-def hand_loop(model, X, y, steps, monitor=None):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(X), (BATCH,), generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(X[idx]), y[idx])
+class Loop:
+    """One model and optimizer (and monitor), stepped on demand."""
+
+    def __init__(self, X, y, monitor: bool):
+        self.X, self.y = X, y
+        self.model = make_model()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3)
+        self.gen = torch.Generator().manual_seed(0)
+        self.monitor = None
+        if monitor:
+            self.monitor = gl.GradientMonitor(self.model, capacity=1024)
+            self.monitor.__enter__()
+
+    def step(self) -> float:
+        """One training step; returns its wall time in seconds."""
+        start = time.perf_counter()
+        idx = torch.randint(0, len(self.X), (BATCH,), generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(self.model(self.X[idx]),
+                                                 self.y[idx])
         loss.backward()
-        opt.step()
+        self.opt.step()
         loss.item()  # a real loop reads its loss
-        if monitor is not None:
-            monitor.step()
+        if self.monitor is not None:
+            self.monitor.step()
+        return time.perf_counter() - start
+
+
+def step_ratios(X, y, steps, repeats) -> tuple[dict, dict]:
+    """Per repeat, each loop's median step time and its ratio to plain's."""
+    medians = {"plain": [], "plain again": [], "monitored": []}
+    for _ in range(repeats):
+        loops = {"plain": Loop(X, y, False),
+                 "plain again": Loop(X, y, False),
+                 "monitored": Loop(X, y, True)}
+        for loop in loops.values():
+            for _ in range(2):  # warm-up; the monitor traces its first pass
+                loop.step()
+        times = {name: [] for name in loops}
+        for block in range(3):
+            for name, loop in loops.items():
+                gc.collect()
+                times[name] += [loop.step() for _ in range(steps // 3)]
+        loops["monitored"].monitor.remove()
+        for name, t in times.items():
+            medians[name].append(statistics.median(t))
+    ratios = {name: [a / b for a, b in zip(m, medians["plain"])]
+              for name, m in medians.items() if name != "plain"}
+    return medians, ratios
+
+
+def one_off_costs(X, y, repeats) -> dict:
+    """Seconds the monitor costs once: construction and `with`, its first
+    (traced) step beyond a followed one, and record()."""
+    costs = {"constructor": [], "first step": [], "record()": []}
+    for _ in range(repeats):
+        loop = Loop(X, y, False)
+        gc.collect()
+        start = time.perf_counter()
+        loop.monitor = gl.GradientMonitor(loop.model, capacity=64)
+        loop.monitor.__enter__()
+        costs["constructor"].append(time.perf_counter() - start)
+        first = loop.step()
+        followed = statistics.median(loop.step() for _ in range(3))
+        costs["first step"].append(first - followed)
+        start = time.perf_counter()
+        loop.monitor.record()
+        costs["record()"].append(time.perf_counter() - start)
+        loop.monitor.remove()
+    return {k: statistics.median(v) for k, v in costs.items()}
 
 
 def run_plain(X, y, steps):
-    hand_loop(make_model(), X, y, steps)
-
-
-def run_monitored(X, y, steps):
-    model = make_model()
-    with gl.GradientMonitor(model, capacity=steps) as monitor:
-        hand_loop(model, X, y, steps, monitor)
-    monitor.record()  # the one sync that reads the results
+    loop = Loop(X, y, False)
+    for _ in range(steps):
+        loop.step()
 
 
 def run_fit(X, y, steps):
@@ -76,19 +140,18 @@ def run_fit(X, y, steps):
            generator=torch.Generator().manual_seed(0))
 
 
-def measure(X, y, steps, repeats):
-    variants = {"plain": run_plain, "monitored": run_monitored,
-                "fit": run_fit}
-    times = {name: [] for name in variants}
-    for fn in variants.values():
-        fn(X, y, 3)  # warm-up
+def fit_ratios(X, y, steps, repeats) -> list:
+    run_plain(X, y, 3), run_fit(X, y, 3)  # warm-up
+    ratios = []
     for _ in range(repeats):
-        for name, fn in variants.items():
+        took = []
+        for fn in (run_plain, run_fit):
             gc.collect()
             start = time.perf_counter()
             fn(X, y, steps)
-            times[name].append((time.perf_counter() - start) / steps)
-    return times
+            took.append(time.perf_counter() - start)
+        ratios.append(took[1] / took[0])
+    return ratios
 
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30),
@@ -101,24 +164,34 @@ def main():
                   {**os.environ, **MALLOC_ENV})
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     X = torch.randn(4096, 256, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (4096,), generator=torch.Generator().manual_seed(2))
     summary = []
     for threads in (1, torch.get_num_threads()):
         gl.configure_cpu(num_threads=threads)
-        times = measure(X, y, args.steps, args.repeats)
-        for name, t in times.items():
-            print(f"{threads} thread(s) {name:>10}: "
-                  f"{statistics.median(t) * 1e3:7.2f} ms/step (median of "
-                  f"{args.repeats} x {args.steps} steps)")
-        for name, budget in (("monitored", 1.15), ("fit", 1.05)):
-            ratios = [a / b for a, b in zip(times[name], times["plain"])]
+        medians, ratios = step_ratios(X, y, args.steps, args.repeats)
+        for name, m in medians.items():
+            print(f"{threads} thread(s) {name:>11}: "
+                  f"{statistics.median(m) * 1e3:7.2f} ms/step (median over "
+                  f"{args.repeats} repeats of {args.steps} steps)")
+        once = one_off_costs(X, y, 5)
+        print(f"{threads} thread(s) monitor, once: " + ", ".join(
+            f"{k} {v * 1e3:.1f} ms" for k, v in once.items()))
+        fit = fit_ratios(X, y, args.steps, args.repeats)
+        for name, what in (("plain again", "the noise"),
+                           ("monitored", f"budget {BUDGETS['monitored']}x")):
+            r = ratios[name]
             summary.append(
                 f"ratio {name}/plain, {threads} thread(s): "
-                f"{statistics.median(ratios):.3f}x (range {min(ratios):.2f}-"
-                f"{max(ratios):.2f}; budget {budget}x)")
+                f"{statistics.median(r):.3f}x (range {min(r):.2f}-"
+                f"{max(r):.2f} over {len(r)} repeats; {what})")
+        summary += [
+            f"ratio fit/plain, {threads} thread(s): "
+            f"{statistics.median(fit):.3f}x (range {min(fit):.2f}-"
+            f"{max(fit):.2f} over {len(fit)} runs of {args.steps} steps; "
+            f"budget {BUDGETS['fit']}x)"]
     print("\n".join(summary))
 
 
