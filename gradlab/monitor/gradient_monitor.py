@@ -125,12 +125,12 @@ class GradientMonitor:
         return self._recording_step() and torch.is_grad_enabled()
 
     def _start_pass(self, module, args) -> None:
+        if self._tracing or self._pass_handles or self._replaying:
+            return  # the model called itself inside a recorded pass
         if not self._recording():
             # an unrecorded pass: no hooks below the model's own two
             self._drop_replay_hooks()
             return
-        if self._tracing or self._pass_handles or self._replaying:
-            return  # the model called itself inside a recorded pass
         if self._replay:
             if not self._replay_handles:
                 self._replay_handles = [
