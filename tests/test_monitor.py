@@ -296,15 +296,16 @@ def test_out_grad_norm_is_the_gradient_of_the_layers_own_output():
     class LastState(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn, self.head = nn.LSTM(3, 4, batch_first=True), \
-                nn.Linear(4, 1)
+            # sequence first: the output and h_n come from one node, which
+            # backward reaches with no gradient for the output
+            self.rnn, self.head = nn.LSTM(3, 4), nn.Linear(4, 1)
 
         def forward(self, seq):
             return self.head(self.rnn(seq)[1][0][-1])   # h_n only
 
     model = LastState()
     with gl.GradientMonitor(model) as monitor:
-        model(torch.randn(2, 5, 3)).sum().backward()
+        model(torch.randn(5, 2, 3)).sum().backward()
         monitor.step()
     record = monitor.record()
     assert record.layers[:2] == ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]

@@ -62,7 +62,7 @@ class StepStats:
         At the end of the pass rather than as each input arrives: between
         the layers' matrix products every reduction took 2-4 times as long
         as alone (on a 20-layer MLP, a sum and a batch max per layer added
-        1.1-1.3 ms in between, 0.9 ms at the end), and here one call
+        1.1-1.4 ms in between, 0.9 ms at the end), and here one call
         serves all layers for the sums of squares and the live units.
         (With p=1, ``_foreach_powsum`` and ``_foreach_norm`` were 3-30x
         slower than one sum per layer.)"""
