@@ -243,12 +243,12 @@ class GradientMonitor:
                                "`with` block: the hooks are not registered")
         if self._flat[0].device != self._device:
             self._move_to(self._flat[0].device)
-        recorded = self._step % self.every == 0
+        recorded = self._recording_step()
         if recorded:
             self._record_row()
         self._step += 1
         self._stats = StepStats(self._max_rows)
-        if not recorded and self._step % self.every == 0:
+        if not recorded and self._recording_step():
             self._sample.reset()   # the 'before' of the next recorded step
 
     def _owner_index(self, n: int) -> torch.Tensor | None:

@@ -33,6 +33,7 @@ class Table:
         self._counts: tuple = (None, None)   # (list, its tensor)
 
     def to(self, device: torch.device) -> None:
+        """Follow the model to ``device``; cached indices are rebuilt."""
         self.data = self.data.to(device)
         self._indices, self._counts = {}, (None, None)
 
