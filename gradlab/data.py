@@ -6,6 +6,10 @@ Nothing is downloaded: the digits ship inside scikit-learn.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from ._validate import check_positive_int
@@ -36,19 +40,47 @@ def digits(*, seed: int = 0, test_fraction: float = 0.25):
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got "
                          f"{test_fraction!r}")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=y)
-    X_tr = torch.as_tensor(X_tr, dtype=torch.float32)
-    X_te = torch.as_tensor(X_te, dtype=torch.float32)
+    X, y = _digits_arrays()
+    train, test = _split_indices(y, seed, test_fraction)
+    X_tr = torch.as_tensor(X[train], dtype=torch.float32)
+    X_te = torch.as_tensor(X[test], dtype=torch.float32)
     mean = X_tr.mean(dim=0)
     std = X_tr.std(dim=0)
     std[std == 0] = 1.0  # constant pixels: leave them at zero after centring
-    return ((X_tr - mean) / std, torch.as_tensor(y_tr, dtype=torch.int64),
-            (X_te - mean) / std, torch.as_tensor(y_te, dtype=torch.int64))
+    return ((X_tr - mean) / std, torch.as_tensor(y[train], dtype=torch.int64),
+            (X_te - mean) / std, torch.as_tensor(y[test], dtype=torch.int64))
+
+
+# The split every notebook uses (seed 0, a quarter held out), as drawn by
+# scikit-learn's stratified train_test_split, stored so that a notebook
+# need not import scikit-learn (about 1 s) to get it; tests/
+# test_models_data.py checks it against scikit-learn.
+STORED_SPLIT = Path(__file__).with_name("digits_split_seed0.npz")
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The images ``[1797, 64]`` (float64, values 0-16) and labels, read
+    from the file scikit-learn ships, as ``load_digits`` reads it; through
+    ``load_digits`` itself if that file is not where it used to be."""
+    spec = importlib.util.find_spec("sklearn")  # finds, does not import
+    path = (Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+            if spec is not None and spec.origin else None)
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+        return load_digits(return_X_y=True)
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int)
+
+
+def _split_indices(y: np.ndarray, seed: int, test_fraction: float):
+    """Positions of the training and test images, in the order scikit-
+    learn's ``train_test_split(..., stratify=y)`` returns them."""
+    if seed == 0 and test_fraction == 0.25 and STORED_SPLIT.is_file():
+        stored = np.load(STORED_SPLIT)
+        return stored["train"].astype(np.int64), stored["test"].astype(np.int64)
+    from sklearn.model_selection import train_test_split
+    return train_test_split(np.arange(len(y)), test_size=test_fraction,
+                            random_state=seed, stratify=y)
 
 
 def adding_problem(n: int, seq_len: int, *, generator: torch.Generator):

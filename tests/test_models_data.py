@@ -1,3 +1,7 @@
+import subprocess
+import sys
+
+import pytest
 import torch
 
 import gradlab as gl
@@ -14,6 +18,36 @@ def test_digits_split_and_standardized(digits):
                           atol=1e-4)
     # test statistics are not used: the test split is not exactly centred
     assert X_test.mean(dim=0).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("seed, fraction", [(0, 0.25), (3, 0.25), (0, 0.4)])
+def test_digits_are_scikit_learns_images_and_split(seed, fraction):
+    # the reference: scikit-learn's loader and stratified split themselves
+    # (seed 0 with a quarter held out comes from the stored split)
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    images, labels = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        images, labels, test_size=fraction, random_state=seed,
+        stratify=labels)
+    X, y, X_test, y_test = gl.data.digits(seed=seed, test_fraction=fraction)
+    assert torch.equal(y, torch.as_tensor(y_tr))
+    assert torch.equal(y_test, torch.as_tensor(y_te))
+    X_tr = torch.as_tensor(X_tr, dtype=torch.float32)
+    std = X_tr.std(dim=0)
+    std[std == 0] = 1.0
+    mean = X_tr.mean(dim=0)
+    assert torch.equal(X, (X_tr - mean) / std)
+    assert torch.equal(X_test, (torch.as_tensor(
+        X_te, dtype=torch.float32) - mean) / std)
+
+
+def test_the_book_split_does_not_import_scikit_learn():
+    code = ("import sys, gradlab as gl; gl.data.digits(seed=0); "
+            "print('sklearn' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert run.stdout.strip() == "False"
 
 
 def test_adding_problem_targets_are_the_marked_sum(generator):

@@ -1,5 +1,6 @@
 """``pip install .`` (not only the editable install) gives a working package:
-the wheel holds every subpackage, and the public API imports from it alone."""
+the wheel holds every subpackage and its data file, and the public API
+imports from it alone."""
 
 import shutil
 import subprocess
@@ -33,9 +34,12 @@ def test_the_wheel_holds_every_subpackage_and_imports(tmp_path):
     # import from the wheel's files, not the checkout (PYTHONPATH comes
     # before the editable install's finder)
     code = ("import gradlab as gl, gradlab.monitor, sys; "
-            "print(gl.__file__); gl.GradientMonitor; gl.diagnose")
+            "print(gl.__file__); gl.GradientMonitor; gl.diagnose; "
+            "gl.data.digits(); print('sklearn' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
                          env={"PYTHONPATH": str(site), "PATH": ""},
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().startswith(str(site))
+    where, sklearn_imported = run.stdout.split()
+    assert where.startswith(str(site))
+    assert sklearn_imported == "False"  # the stored split was shipped
