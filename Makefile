@@ -80,9 +80,9 @@ student-book: $(STAMP) vendor
 
 # Unit tests, nbval on every notebook and device, coursework, the book build
 # and the browser check, spread over $(JOBS) processes; ends with a table of
-# every notebook's time.
+# every notebook's time and the 25 slowest tests.
 test: $(STAMP) vendor browser sandbox
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=25
 
 clean:
 	rm -rf _build $(VENDOR)
