@@ -53,9 +53,9 @@ def digits(*, seed: int = 0, test_fraction: float = 0.25):
 
 # The split every notebook uses (seed 0, a quarter held out), as drawn by
 # scikit-learn's stratified train_test_split, stored so that a notebook
-# need not import scikit-learn (about 1 s) to get it; tests/
-# test_models_data.py checks it against scikit-learn.
-STORED_SPLIT = Path(__file__).with_name("digits_split_seed0.npz")
+# need not import scikit-learn (about 1 s) to get it. The tests check it
+# against scikit-learn (tests/test_models_data.py).
+_STORED_SPLIT = Path(__file__).with_name("digits_split_seed0.npz")
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +75,8 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _split_indices(y: np.ndarray, seed: int, test_fraction: float):
     """Positions of the training and test images, in the order scikit-
     learn's ``train_test_split(..., stratify=y)`` returns them."""
-    if seed == 0 and test_fraction == 0.25 and STORED_SPLIT.is_file():
-        stored = np.load(STORED_SPLIT)
+    if seed == 0 and test_fraction == 0.25 and _STORED_SPLIT.is_file():
+        stored = np.load(_STORED_SPLIT)
         return stored["train"].astype(np.int64), stored["test"].astype(np.int64)
     from sklearn.model_selection import train_test_split
     return train_test_split(np.arange(len(y)), test_size=test_fraction,
