@@ -60,12 +60,13 @@ class UpdateSample:
         self.size = size
         self.layout = [block_lattice(w.numel(), w.numel() // max(len(w), 1),
                                      size) for w in weights]
+        self._before: torch.Tensor | None = None
         self.to(weights[0].device)
 
     def to(self, device: torch.device) -> None:
         """Keep the buffers on ``device`` (the weights moved there); the
         'before' sample moves with them."""
-        before = getattr(self, "_before", None)
+        before = self._before
         self._buffers = [torch.zeros(len(self.weights), self.size,
                                      device=device) for _ in range(2)]
         self._targets = [
