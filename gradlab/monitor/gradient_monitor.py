@@ -273,15 +273,15 @@ class GradientMonitor:
         norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
         owner = self._owner_index(n)
         if owner is None:
-            torch.stack(norms, out=d[GRAD, :n])
             d[UPDATE, :n] = ratio
         else:
             torch.index_select(torch.stack(norms), 0, owner,
                                out=d[GRAD, :n])
             torch.index_select(ratio, 0, owner, out=d[UPDATE, :n])
+        self._stats.write(self._table, d, n,
+                          grads=norms if owner is None else None)
         for i, g in self._stats.tied.items():  # tied rows: their own use's
             d[GRAD, i] = g.norm()
-        self._stats.write(self._table, d, n)
 
     def record(self) -> MonitorRecord:
         """Return the recorded steps as a :class:`MonitorRecord` (one sync).

@@ -14,7 +14,7 @@ import math
 import torch
 
 from ..activations import saturated_count
-from .table import ALIVE, OUT, SAMPLES, SAT, SQ, SUM, Table
+from .table import ALIVE, GRAD, OUT, SAMPLES, SAT, SQ, SUM, Table
 
 __all__ = ["StepStats", "ACT_SAMPLE_ROWS", "as_float"]
 
@@ -102,23 +102,44 @@ class StepStats:
         self.tied[row] = g if row not in self.tied else self.tied[row] + g
 
     @torch.no_grad()
-    def write(self, table: Table, d: torch.Tensor, n: int) -> None:
-        """Stack the step's 0-d results for its ``n`` layers into ``d``,
-        its ``[RAW, rows]`` row of ``table``."""
+    def write(self, table: Table, d: torch.Tensor, n: int,
+              grads: list | None = None) -> None:
+        """Put the step's 0-d results for its ``n`` layers into ``d``, its
+        ``[RAW, rows]`` row of ``table``: one stack and one indexed copy
+        for all channels (a stack and a copy per channel took 0.3 ms a
+        step on a 20-layer MLP, as much as reducing its 21 output
+        gradients).
+
+        Args:
+            grads: the weight-gradient norms of rows ``0..n-1``, if they
+                go in with the rest."""
+        channels: list = []
+        rows: list = []
+        values: list = []
+
+        def add(channel: int, at, entries) -> None:
+            channels.extend([channel] * len(at))
+            rows.extend(at)
+            values.extend(entries)
+
+        if grads is not None:
+            add(GRAD, range(n), grads)
         if self.out_norms:
-            rows, values = zip(*self.out_norms)
-            if len(set(rows)) == len(rows):
-                table.put(d[OUT], rows, values)
+            at, norms = zip(*self.out_norms)
+            if len(set(at)) == len(at):
+                add(OUT, at, norms)
             else:  # a matrix used by several calls: add their squares
                 squares = torch.zeros(n, device=d.device).index_add_(
-                    0, table.index(rows), torch.stack(values).square())
-                used = table.index(tuple(sorted(set(rows))))
+                    0, table.index(at), torch.stack(norms).square())
+                used = table.index(tuple(sorted(set(at))))
                 d[OUT].index_copy_(0, used, squares[used].sqrt())
-        moments = tuple(self.moment_rows)
-        table.put(d[SUM], moments, self.sums)
-        table.put(d[SQ], moments, self.squares)
+        add(SUM, self.moment_rows, self.sums)
+        add(SQ, self.moment_rows, self.squares)
         for channel, entries in ((SAT, self.saturated), (ALIVE, self.alive)):
             if entries:
-                rows, values = zip(*entries)
-                table.put(d[channel], rows, values)
+                at, counts = zip(*entries)
+                add(channel, at, counts)
+        if values:
+            d.index_put_(table.cells(channels, rows),
+                         torch.stack(values).to(d.dtype))
         d[SAMPLES:, :n] = table.counts(self.counts[:n])

@@ -52,6 +52,17 @@ class Table:
                 rows, dtype=torch.long, device=self.data.device)
         return index
 
+    def cells(self, channels: list, rows: list) -> tuple:
+        """``(channels, rows)`` as a pair of long tensors on the table's
+        device, to index a step's ``[RAW, rows]`` row (cached)."""
+        key = (tuple(channels), tuple(rows))
+        cells = self._indices.get(key)
+        if cells is None:
+            cells = self._indices[key] = tuple(
+                torch.tensor(k, dtype=torch.long, device=self.data.device)
+                for k in key)
+        return cells
+
     def counts(self, counts: list) -> torch.Tensor:
         """``[2, n]``: ``(samples, units)`` per row as a tensor (cached:
         they change only with the batch's shape)."""
@@ -59,19 +70,6 @@ class Table:
             self._counts = (counts, torch.tensor(
                 counts, dtype=torch.float32, device=self.data.device).T)
         return self._counts[1]
-
-    def put(self, target: torch.Tensor, rows: tuple, values) -> None:
-        """``target[rows] = values`` (0-d tensors) in one stack and at most
-        one copy: a run of consecutive rows in order is stacked in place."""
-        if not rows:
-            return
-        start = rows[0]
-        if rows == tuple(range(start, start + len(rows))) and all(
-                v.dtype == target.dtype for v in values):
-            torch.stack(values, out=target[start:start + len(rows)])
-        else:
-            target.index_copy_(0, self.index(rows),
-                               torch.stack(values).to(target.dtype))
 
     def metrics(self, steps: int, rows: int) -> tuple:
         """The :data:`~gradlab.monitor.record.METRICS` of the first
