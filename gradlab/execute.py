@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Execution", "execute_notebooks", "default_notebooks",
-           "BUDGET_SECONDS", "format_times"]
+           "BUDGET_SECONDS", "format_times", "cell_seconds"]
 
 # Every notebook must run in under this many seconds on a 2-core CPU.
 BUDGET_SECONDS = 60.0
@@ -47,12 +47,21 @@ class Execution:
         seconds: execution time (for ``"cached"``: the time recorded when
             it was executed).
         error: the traceback of a failure, else ``""``.
+        slowest_cell: ``(index, seconds)`` of the code cell that ran
+            longest, from the kernel's busy and idle messages; ``None`` when
+            not executed here.
+        outside_cells: seconds of the execution that no cell accounts for
+            (starting the kernel, its first reply, shutting it down): a
+            notebook that waited out a timeout before or after its cells
+            shows it here.
     """
 
     path: Path
     status: str
     seconds: float
     error: str = ""
+    slowest_cell: tuple[int, float] | None = None
+    outside_cells: float = 0.0
 
 
 def default_notebooks(root: Path = Path(".")) -> list[Path]:
@@ -61,17 +70,42 @@ def default_notebooks(root: Path = Path(".")) -> list[Path]:
                   for p in (Path(root) / folder).glob("*.ipynb"))
 
 
-def _execute_one(path: str) -> tuple[object, float, str]:
+def _execute_one(path: str) -> tuple[object, float, str, list]:
     """Run in a worker process: execute the notebook at ``path`` the way
-    myst-nb's cache mode does. Returns (notebook, seconds, error text)."""
+    myst-nb's cache mode does. Returns (notebook, seconds, error text,
+    seconds of each code cell)."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
     notebook = nbformat.read(path, as_version=4)
+    # record_timing: nbclient stamps each cell with its kernel messages;
+    # the stamps are read and removed, so the cache holds what myst-nb's
+    # own execution would store
     result = single_nb_execution(notebook, cwd=str(Path(path).parent),
                                  timeout=CELL_TIMEOUT, allow_errors=False,
-                                 meta_override=True)
-    return result.nb, result.time, result.exc_string or ""
+                                 meta_override=True, record_timing=True)
+    return (result.nb, result.time, result.exc_string or "",
+            cell_seconds(result.nb))
+
+
+def cell_seconds(notebook) -> list[tuple[int, float]]:
+    """``(index, seconds)`` of each code cell that nbclient stamped with
+    ``record_timing``, from its kernel's busy to its idle message; the
+    stamps are removed from the notebook."""
+    from datetime import datetime
+    times = []
+    for index, cell in enumerate(notebook.cells):
+        stamps = cell.get("metadata", {}).pop("execution", None)
+        if not stamps:
+            continue
+        try:
+            busy, idle = (datetime.fromisoformat(
+                stamps[key].replace("Z", "+00:00"))
+                for key in ("iopub.status.busy", "iopub.status.idle"))
+        except (KeyError, ValueError):
+            continue
+        times.append((index, (idle - busy).total_seconds()))
+    return times
 
 
 def execute_notebooks(paths, *, jobs: int | None = None,
@@ -111,13 +145,16 @@ def execute_notebooks(paths, *, jobs: int | None = None,
         for future in as_completed(futures):
             path = futures[future]
             try:
-                notebook, seconds, error = future.result()
+                notebook, seconds, error, cells = future.result()
             except Exception as exc:  # the kernel could not even start
-                notebook, seconds, error = None, 0.0, repr(exc)
+                notebook, seconds, error, cells = None, 0.0, repr(exc), []
             status = "failed" if error else "executed"
             if store is not None and not error:
                 _store(store, path, notebook, seconds)
-            results[path] = Execution(path, status, seconds, error)
+            results[path] = Execution(
+                path, status, seconds, error,
+                slowest_cell=max(cells, key=lambda c: c[1], default=None),
+                outside_cells=max(0.0, seconds - sum(t for _, t in cells)))
             if progress:
                 print(f"{status:>8} {seconds:6.1f} s  {_short(path)}",
                       file=sys.stderr, flush=True)
@@ -165,12 +202,17 @@ def format_times(executions, budget: float = BUDGET_SECONDS) -> str:
     fraction of the per-notebook ``budget``; over-budget rows are marked."""
     rows = sorted(executions, key=lambda e: -e.seconds)
     width = max([len(_short(e.path)) for e in rows] + [8])
-    lines = [f"{'notebook':<{width}}  {'seconds':>7}  {'budget':>6}  status",
-             f"{'-' * width}  -------  ------  ------"]
+    lines = [f"{'notebook':<{width}}  {'seconds':>7}  {'budget':>6}  "
+             f"{'slowest cell':>14}  {'outside':>7}  status",
+             f"{'-' * width}  -------  ------  {'-' * 14}  -------  ------"]
     for e in rows:
         flag = "  OVER BUDGET" if e.seconds > budget else ""
+        slowest = (f"#{e.slowest_cell[0]} {e.slowest_cell[1]:.1f} s"
+                   if e.slowest_cell else "-")
+        outside = f"{e.outside_cells:.1f}" if e.slowest_cell else "-"
         lines.append(f"{_short(e.path):<{width}}  {e.seconds:7.1f}  "
-                     f"{e.seconds / budget:6.0%}  {e.status}{flag}")
+                     f"{e.seconds / budget:6.0%}  {slowest:>14}  "
+                     f"{outside:>7}  {e.status}{flag}")
     total = sum(e.seconds for e in rows)
     lines.append(f"{'total':<{width}}  {total:7.1f}")
     return "\n".join(lines)

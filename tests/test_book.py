@@ -88,7 +88,10 @@ def _build_book() -> dict:
                   execute_seconds=executed - start,
                   sphinx_seconds=end - executed,
                   notebooks={str(e.path.relative_to(ROOT)):
-                             (e.seconds, e.status) for e in executions})
+                             (e.seconds, e.status) for e in executions},
+                  cells={str(e.path.relative_to(ROOT)):
+                         (*e.slowest_cell, e.outside_cells)
+                         for e in executions if e.slowest_cell})
     return {"returncode": run.returncode, "stdout": run.stdout[-20000:],
             "stderr": run.stderr[-20000:]}
 
