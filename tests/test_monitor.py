@@ -332,3 +332,23 @@ def test_unrecorded_passes_run_without_layer_hooks(digits):
     assert seen[1] == seen[3] == seen[5] == 0
     assert seen[2] == seen[4] == len(record.layers)   # followed by hooks
     assert torch.isfinite(record.dead[:, 1:]).all()
+
+
+def test_a_float64_model_is_recorded_in_float64():
+    """Norms of float64 gradients used to be asked for in float32, which
+    torch refuses: diagnose failed on any ``.double()`` model."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(),
+                          nn.Linear(16, 3)).double()
+    x, y = torch.randn(32, 8, dtype=torch.float64), torch.randint(0, 3, (32,))
+    with gl.GradientMonitor(model) as monitor:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        monitor.step()
+    record = monitor.record()
+    for j, layer in enumerate((model[0], model[2])):
+        assert record.grad_norm[0, j].item() == pytest.approx(
+            layer.weight.grad.norm().item(), rel=1e-6)
+    assert record.out_grad_norm[0, 1].item() > 0
+    assert 0 <= record.saturated[0, 1].item() <= 1
+    report = gl.diagnose(model, x, y, "cross_entropy")
+    assert [r["layer"] for r in report.rows] == ["0.weight", "2.weight"]

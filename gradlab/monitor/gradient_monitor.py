@@ -270,7 +270,11 @@ class GradientMonitor:
             return
         grads = [w.grad if w.grad is not None else torch.zeros_like(w)
                  for w in self._flat]
-        norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+        # float32 (half-precision norms overflow), or float64 for a float64
+        # model (asking for float32 there is an error)
+        wide = any(g.dtype == torch.float64 for g in grads)
+        norms = torch._foreach_norm(
+            grads, 2, dtype=torch.float64 if wide else torch.float32)
         owner = self._owner_index(n)
         if owner is None:
             d[UPDATE, :n] = ratio

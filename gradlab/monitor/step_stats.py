@@ -16,11 +16,18 @@ import torch
 from ..activations import saturated_count
 from .table import ALIVE, GRAD, OUT, SAMPLES, SAT, SQ, SUM, Table
 
-__all__ = ["StepStats", "ACT_SAMPLE_ROWS", "as_float"]
+__all__ = ["StepStats", "ACT_SAMPLE_ROWS", "as_float", "norm_dtype"]
 
 DEAD_TYPES = ("relu", "relu6")
 SATURATING = ("sigmoid", "tanh")
 ACT_SAMPLE_ROWS = 64
+
+
+def norm_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What a norm of ``dtype`` values is computed in: float64 stays
+    float64 (asking torch for float32 there is an error), anything else is
+    float32 (a half-precision norm overflows past 65504)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:
@@ -93,8 +100,8 @@ class StepStats:
         """``dL/dh`` of a call of ``row``: reduced now, while it is hot
         (keeping the gradients for one ``_foreach_norm`` was no faster and
         held every layer's output gradient per micro-batch)."""
-        self.out_norms.append(
-            (row, torch.linalg.vector_norm(grad, dtype=torch.float32)))
+        norm = torch.linalg.vector_norm(grad, dtype=norm_dtype(grad.dtype))
+        self.out_norms.append((row, norm))
 
     def tied_grad(self, row: int, grad: torch.Tensor) -> None:
         """The gradient of one module's use of a tied matrix."""
