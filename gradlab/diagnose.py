@@ -141,6 +141,9 @@ def diagnose(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
         'vanishing'
     """
     loss_fn = loss_function(loss)
+    if isinstance(inputs, torch.Tensor) and inputs.dim() and not len(inputs):
+        raise ValueError("inputs is an empty batch: diagnose needs at least "
+                         "one sample to measure gradients on")
     params = list(model.parameters())
     device = device_of(model)
     saved = [p.grad for p in params]

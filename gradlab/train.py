@@ -26,16 +26,34 @@ __all__ = ["fit", "History", "NonFiniteLossError", "accuracy", "LOSSES",
 
 
 
+def _tensor_output(name: str, output) -> None:
+    """A named loss needs the model's output to be one tensor; say what to
+    do for a model that returns a dict or a tuple (as many do)."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(
+            f"the model returned a {type(output).__name__}, and loss "
+            f"{name!r} needs one tensor of outputs; pass a callable loss "
+            f"that picks it, e.g. loss=lambda out, y: "
+            f"F.cross_entropy(out['logits'], y)")
+
+
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor):
     """Cross-entropy that also takes sequence logits ``[B, T, C]`` with
     targets ``[B, T]``: the mean over every position of every sequence."""
+    _tensor_output("cross_entropy", logits)
     if logits.dim() == 3:
         return nn.functional.cross_entropy(logits.flatten(0, 1),
                                            targets.flatten())
     return nn.functional.cross_entropy(logits, targets)
 
 
-LOSSES = {"cross_entropy": _cross_entropy, "mse": nn.functional.mse_loss}
+def _mse(outputs: torch.Tensor, targets: torch.Tensor):
+    """Mean squared error over every entry."""
+    _tensor_output("mse", outputs)
+    return nn.functional.mse_loss(outputs, targets)
+
+
+LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # Normalization layers whose train-mode output depends on the whole batch.
 _BATCH_NORMS = nn.modules.batchnorm._BatchNorm

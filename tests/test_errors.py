@@ -45,7 +45,37 @@ CASES = [
      ["1.5", "(0, 1)"]),
     ("seq_len", lambda: gl.data.adding_problem(
         4, 1, generator=torch.Generator()), ["seq_len", "1", ">= 2"]),
+    ("empty batch", lambda: gl.diagnose(
+        torch.nn.Linear(4, 2), torch.randn(0, 4), torch.zeros(0).long(),
+        "cross_entropy"), ["empty batch"]),
 ]
+
+
+class _DictOutput(torch.nn.Module):
+    """Returns its logits in a dict, as many libraries' models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(4, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return {"logits": self.head(torch.relu(self.body(x)))}
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_a_named_loss_on_a_dict_output_says_to_pass_a_callable(loss):
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    with pytest.raises(TypeError, match=f"returned a dict, and loss '{loss}'"
+                       ".*callable loss"):
+        gl.diagnose(_DictOutput(), x, y, loss)
+
+
+def test_a_callable_loss_reads_a_dict_output():
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    report = gl.diagnose(_DictOutput(), x, y, lambda out, t: (
+        torch.nn.functional.cross_entropy(out["logits"], t)))
+    assert [r["layer"] for r in report.rows] == ["body.weight", "head.weight"]
 
 
 @pytest.mark.parametrize("call, expected",
