@@ -17,6 +17,9 @@ keeps
   ``nn.MultiheadAttention``, gives it to its last one; NaN for the others);
 * ``act_mean``, ``act_std``: of the layer's *input*, i.e. the previous
   activation, whatever computed it (module, ``torch.relu``, ``x.tanh()``);
+  a call that uses several matrices shows its input to its first one only
+  (the trace does not see inside it): NaN for ``out_proj`` in attention and
+  for every LSTM matrix after ``weight_ih_l0``;
 * ``saturated``: fraction of the input in a flat tail (|tanh| > 0.97,
   sigmoid outside [0.03, 0.97]); NaN unless the input is a tanh/sigmoid
   output;
@@ -46,6 +49,11 @@ the end of each forward pass, and a step stores sums and counts in few
 calls; means, standard deviations and fractions are computed once, in
 :meth:`~GradientMonitor.record`. Everything stays on the model's device; a
 step costs no host sync, reading the record costs one.
+On the benchmark's 20-layer MLP (width 256, batch 256, 2-core CPU) the
+monitor adds about 4 ms to a step of 25-37 ms: 11-12% with one torch thread
+(``gl.configure_cpu()``), 16-18% with two, where the step itself is faster
+and the monitor's reductions are not: they read every weight gradient,
+every output gradient and every ReLU input in full.
 The monitor's work per layer is a fixed amount of Python, so on a small
 model whose step takes a millisecond or two it can double the step's time:
 record ``every=10`` steps or more there.
