@@ -24,12 +24,13 @@ import argparse
 import os
 import sys
 import time
+from datetime import datetime
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Execution", "execute_notebooks", "default_notebooks",
-           "BUDGET_SECONDS", "format_times", "cell_seconds"]
+           "BUDGET_SECONDS", "format_times", "cell_times"]
 
 # Every notebook must run in under this many seconds on a 2-core CPU.
 BUDGET_SECONDS = 60.0
@@ -51,9 +52,12 @@ class Execution:
             longest, from the kernel's busy and idle messages; ``None`` when
             not executed here.
         outside_cells: seconds of the execution that no cell accounts for
-            (starting the kernel, its first reply, shutting it down): a
-            notebook that waited out a timeout before or after its cells
+            (starting the kernel, its first reply, shutting it down, and
+            messages in transit): a notebook that waited out a timeout
             shows it here.
+        longest_wait: ``(where, seconds)`` of the longest time the kernel
+            sat idle: ``"before #k"`` (the kernel's start, for the first
+            code cell) or ``"after the last cell"`` (its shutdown).
     """
 
     path: Path
@@ -62,6 +66,7 @@ class Execution:
     error: str = ""
     slowest_cell: tuple[int, float] | None = None
     outside_cells: float = 0.0
+    longest_wait: tuple[str, float] | None = None
 
 
 def default_notebooks(root: Path = Path(".")) -> list[Path]:
@@ -70,14 +75,15 @@ def default_notebooks(root: Path = Path(".")) -> list[Path]:
                   for p in (Path(root) / folder).glob("*.ipynb"))
 
 
-def _execute_one(path: str) -> tuple[object, float, str, list]:
+def _execute_one(path: str) -> tuple:
     """Run in a worker process: execute the notebook at ``path`` the way
     myst-nb's cache mode does. Returns (notebook, seconds, error text,
-    seconds of each code cell)."""
+    its code cells' times, start, end), times as in :func:`cell_times`."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
     notebook = nbformat.read(path, as_version=4)
+    start = time.time()
     # record_timing: nbclient stamps each cell with its kernel messages;
     # the stamps are read and removed, so the cache holds what myst-nb's
     # own execution would store
@@ -85,14 +91,13 @@ def _execute_one(path: str) -> tuple[object, float, str, list]:
                                  timeout=CELL_TIMEOUT, allow_errors=False,
                                  meta_override=True, record_timing=True)
     return (result.nb, result.time, result.exc_string or "",
-            cell_seconds(result.nb))
+            cell_times(result.nb), start, time.time())
 
 
-def cell_seconds(notebook) -> list[tuple[int, float]]:
-    """``(index, seconds)`` of each code cell that nbclient stamped with
-    ``record_timing``, from its kernel's busy to its idle message; the
-    stamps are removed from the notebook."""
-    from datetime import datetime
+def cell_times(notebook) -> list[tuple[int, float, float]]:
+    """``(index, busy, idle)`` of each code cell that nbclient stamped with
+    ``record_timing``: when its kernel said busy and idle, in seconds since
+    the epoch. The stamps are removed from the notebook."""
     times = []
     for index, cell in enumerate(notebook.cells):
         stamps = cell.get("metadata", {}).pop("execution", None)
@@ -100,12 +105,27 @@ def cell_seconds(notebook) -> list[tuple[int, float]]:
             continue
         try:
             busy, idle = (datetime.fromisoformat(
-                stamps[key].replace("Z", "+00:00"))
+                stamps[key].replace("Z", "+00:00")).timestamp()
                 for key in ("iopub.status.busy", "iopub.status.idle"))
         except (KeyError, ValueError):
             continue
-        times.append((index, (idle - busy).total_seconds()))
+        times.append((index, busy, idle))
     return times
+
+
+def _timing(cells: list, start: float, end: float, seconds: float) -> dict:
+    """The :class:`Execution` fields that say where its time went."""
+    if not cells:
+        return {}
+    waits = [(f"before #{cells[0][0]}", cells[0][1] - start)]
+    waits += [(f"before #{k}", busy - idle) for (_, _, idle), (k, busy, _)
+              in zip(cells, cells[1:])]
+    waits.append(("after the last cell", end - cells[-1][2]))
+    return {"slowest_cell": max(((k, idle - busy) for k, busy, idle in cells),
+                                key=lambda c: c[1]),
+            "outside_cells": max(0.0, seconds - sum(
+                idle - busy for _, busy, idle in cells)),
+            "longest_wait": max(waits, key=lambda w: w[1])}
 
 
 def execute_notebooks(paths, *, jobs: int | None = None,
@@ -145,16 +165,15 @@ def execute_notebooks(paths, *, jobs: int | None = None,
         for future in as_completed(futures):
             path = futures[future]
             try:
-                notebook, seconds, error, cells = future.result()
+                notebook, seconds, error, cells, start, end = future.result()
             except Exception as exc:  # the kernel could not even start
-                notebook, seconds, error, cells = None, 0.0, repr(exc), []
+                notebook, seconds, error, cells, start, end = (
+                    None, 0.0, repr(exc), [], 0.0, 0.0)
             status = "failed" if error else "executed"
             if store is not None and not error:
                 _store(store, path, notebook, seconds)
-            results[path] = Execution(
-                path, status, seconds, error,
-                slowest_cell=max(cells, key=lambda c: c[1], default=None),
-                outside_cells=max(0.0, seconds - sum(t for _, t in cells)))
+            results[path] = Execution(path, status, seconds, error,
+                                      **_timing(cells, start, end, seconds))
             if progress:
                 print(f"{status:>8} {seconds:6.1f} s  {_short(path)}",
                       file=sys.stderr, flush=True)
@@ -203,16 +222,19 @@ def format_times(executions, budget: float = BUDGET_SECONDS) -> str:
     rows = sorted(executions, key=lambda e: -e.seconds)
     width = max([len(_short(e.path)) for e in rows] + [8])
     lines = [f"{'notebook':<{width}}  {'seconds':>7}  {'budget':>6}  "
-             f"{'slowest cell':>14}  {'outside':>7}  status",
-             f"{'-' * width}  -------  ------  {'-' * 14}  -------  ------"]
+             f"{'slowest cell':>14}  {'outside':>7}  status  longest wait",
+             f"{'-' * width}  -------  ------  {'-' * 14}  -------  ------"
+             f"  ------------"]
     for e in rows:
         flag = "  OVER BUDGET" if e.seconds > budget else ""
         slowest = (f"#{e.slowest_cell[0]} {e.slowest_cell[1]:.1f} s"
                    if e.slowest_cell else "-")
         outside = f"{e.outside_cells:.1f}" if e.slowest_cell else "-"
+        wait = (f"{e.longest_wait[1]:.1f} s {e.longest_wait[0]}"
+                if e.longest_wait else "-")
         lines.append(f"{_short(e.path):<{width}}  {e.seconds:7.1f}  "
                      f"{e.seconds / budget:6.0%}  {slowest:>14}  "
-                     f"{outside:>7}  {e.status}{flag}")
+                     f"{outside:>7}  {e.status}  {wait}{flag}")
     total = sum(e.seconds for e in rows)
     lines.append(f"{'total':<{width}}  {total:7.1f}")
     return "\n".join(lines)

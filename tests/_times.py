@@ -66,11 +66,12 @@ def table() -> list[str]:
         lines.append(f"{name:<{width}}  " + "  ".join(
             cell(rows[name].get(c)) for c in columns)
             + f"  {worst / BUDGET:6.0%}{flag}")
-    for name, (index, seconds, outside) in sorted(
+    for name, (index, seconds, outside, where, wait) in sorted(
             (book or {}).get("cells", {}).items()):
         if rows[name]["book"][0] > BUDGET:  # where the time went
             lines.append(f"{name}, book exec: slowest cell #{index} "
-                         f"{seconds:.1f} s, outside cells {outside:.1f} s")
+                         f"{seconds:.1f} s, outside cells {outside:.1f} s, "
+                         f"longest wait {wait:.1f} s {where}")
     if book is not None:
         lines.append(f"book build: {book['seconds']:.1f} s (notebook "
                      f"execution {book['execute_seconds']:.1f} s on "

@@ -90,7 +90,7 @@ def _build_book() -> dict:
                   notebooks={str(e.path.relative_to(ROOT)):
                              (e.seconds, e.status) for e in executions},
                   cells={str(e.path.relative_to(ROOT)):
-                         (*e.slowest_cell, e.outside_cells)
+                         (*e.slowest_cell, e.outside_cells, *e.longest_wait)
                          for e in executions if e.slowest_cell})
     return {"returncode": run.returncode, "stdout": run.stdout[-20000:],
             "stderr": run.stderr[-20000:]}
