@@ -82,6 +82,7 @@ def _execute_one(path: str) -> tuple:
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
+    _quiet_output_widgets()
     notebook = nbformat.read(path, as_version=4)
     start = time.time()
     # record_timing: nbclient stamps each cell with its kernel messages;
@@ -92,6 +93,26 @@ def _execute_one(path: str) -> tuple:
                                  meta_override=True, record_timing=True)
     return (result.nb, result.time, result.exc_string or "",
             cell_times(result.nb), start, time.time())
+
+
+def _quiet_output_widgets() -> None:
+    """Stop nbclient's stand-in for ``ipywidgets.Output`` from sending its
+    outputs back to the kernel, in this (worker) process.
+
+    It sends them on the shell socket while nbclient awaits the cell's
+    reply on that same socket, and now and then that await then misses the
+    reply and sleeps until the cell's timeout (jupyter/nbclient#312): one
+    chapter took 334 s instead of 31 s, all of it an idle kernel after its
+    widget cell, and a notebook of 40 small Output-widget cells with a 15-s
+    timeout stalled in one of three runs. The outputs still go into the
+    saved widget state, which is what the book shows; nothing here reads an
+    Output widget's outputs back in the kernel."""
+    from nbclient.output_widget import OutputWidget
+    OutputWidget.send = _send_nothing
+
+
+def _send_nothing(self, *args, **kwargs) -> None:
+    """``OutputWidget.send`` in the executor's workers (see above)."""
 
 
 def cell_times(notebook) -> list[tuple[int, float, float]]:

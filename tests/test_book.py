@@ -44,8 +44,10 @@ SCREENSHOT = ROOT / "_build" / "screenshot_01_causes.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The tests share one build (see _once); the group keeps them together,
 # and on one worker with the sandbox tests (test_grading_sandbox), which
-# run two notebooks at a time as well: with both at once, 2 cores ran 5
-# processes and one chapter's execution took 328 s instead of 28 s.
+# run two notebooks at a time as well, so that 2 cores never run both.
+# (A chapter's execution that took 328 s instead of 28 s was not that
+# contention but nbclient waiting out a cell's timeout after a widget
+# cell; gradlab.execute now avoids it, see _quiet_output_widgets.)
 pytestmark = [pytest.mark.book, pytest.mark.xdist_group("two_processes")]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",

@@ -1,10 +1,12 @@
 """gradlab.execute: where a notebook's execution time went."""
 
 import json
+import types
 
 import nbformat
 
-from gradlab.execute import _timing, cell_times, execute_notebooks, format_times
+from gradlab.execute import (_quiet_output_widgets, _timing, cell_times,
+                             execute_notebooks, format_times)
 
 
 def _stamped(busy: str, idle: str) -> dict:
@@ -61,3 +63,28 @@ def test_execution_reports_its_slowest_cell_and_caches_no_stamps(tmp_path):
               for p in (tmp_path / "cache").rglob("*.ipynb")]
     assert cached and all("execution" not in c.get("metadata", {})
                           for nb in cached for c in nb["cells"])
+
+
+def test_output_widget_stand_in_sends_nothing_back_in_the_workers(monkeypatch):
+    """nbclient's stand-in for ipywidgets.Output sends its outputs to the
+    kernel on the shell socket while nbclient awaits the cell's reply
+    there, and that await then now and then sleeps until the cell timeout
+    (jupyter/nbclient#312). The executor's workers turn the send off; the
+    outputs still reach the saved widget state."""
+    from nbclient.output_widget import OutputWidget
+    monkeypatch.setattr(OutputWidget, "send", OutputWidget.send)  # restore
+    sent = []
+    client = types.SimpleNamespace(
+        shell_channel=types.SimpleNamespace(send=sent.append),
+        session=types.SimpleNamespace(msg=lambda *a, **k: (a, k)))
+    executor = types.SimpleNamespace(widget_state={"c1": {}})
+    stream = {"header": {"msg_type": "stream"}, "parent_header": {},
+              "content": {"name": "stdout", "text": "hi "}}
+    widget = OutputWidget("c1", {"outputs": []}, client, executor)
+    widget.output([], stream, None, 0)
+    assert len(sent) == 1          # nbclient's own behaviour: one send
+    _quiet_output_widgets()
+    widget.output([], stream, None, 0)
+    assert len(sent) == 1          # none more
+    [output] = executor.widget_state["c1"]["outputs"]
+    assert output["text"] == "hi hi "
