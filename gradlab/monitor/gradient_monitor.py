@@ -12,7 +12,7 @@ from ..layers import ForwardTrace, Use, weight_matrices
 from .follow import owners, replay_map
 from .record import METRICS, MonitorRecord
 from .sample import UpdateSample
-from .step_stats import StepStats
+from .step_stats import StepStats, norm_dtype
 from .table import GRAD, UPDATE, Table
 
 __all__ = ["GradientMonitor"]
@@ -270,11 +270,8 @@ class GradientMonitor:
             return
         grads = [w.grad if w.grad is not None else torch.zeros_like(w)
                  for w in self._flat]
-        # float32 (half-precision norms overflow), or float64 for a float64
-        # model (asking for float32 there is an error)
-        wide = any(g.dtype == torch.float64 for g in grads)
         norms = torch._foreach_norm(
-            grads, 2, dtype=torch.float64 if wide else torch.float32)
+            grads, 2, dtype=norm_dtype(*(g.dtype for g in grads)))
         owner = self._owner_index(n)
         if owner is None:
             d[UPDATE, :n] = ratio

@@ -23,11 +23,11 @@ SATURATING = ("sigmoid", "tanh")
 ACT_SAMPLE_ROWS = 64
 
 
-def norm_dtype(dtype: torch.dtype) -> torch.dtype:
-    """What a norm of ``dtype`` values is computed in: float64 stays
-    float64 (asking torch for float32 there is an error), anything else is
-    float32 (a half-precision norm overflows past 65504)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def norm_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """What a norm of values of ``dtypes`` is computed in: float64 if any
+    is float64 (asking torch for float32 there is an error), else float32
+    (a half-precision norm overflows past 65504)."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:

@@ -55,13 +55,7 @@ class Table:
     def cells(self, channels: list, rows: list) -> tuple:
         """``(channels, rows)`` as a pair of long tensors on the table's
         device, to index a step's ``[RAW, rows]`` row (cached)."""
-        key = (tuple(channels), tuple(rows))
-        cells = self._indices.get(key)
-        if cells is None:
-            cells = self._indices[key] = tuple(
-                torch.tensor(k, dtype=torch.long, device=self.data.device)
-                for k in key)
-        return cells
+        return self.index(tuple(channels)), self.index(tuple(rows))
 
     def counts(self, counts: list) -> torch.Tensor:
         """``[2, n]``: ``(samples, units)`` per row as a tensor (cached:
