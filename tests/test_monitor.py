@@ -352,3 +352,30 @@ def test_a_float64_model_is_recorded_in_float64():
     assert 0 <= record.saturated[0, 1].item() <= 1
     report = gl.diagnose(model, x, y, "cross_entropy")
     assert [r["layer"] for r in report.rows] == ["0.weight", "2.weight"]
+
+
+def test_a_float64_layer_used_three_times_adds_its_calls():
+    """The calls' squared output-gradient norms are added in float64 and
+    stored in the table's float32 (they were added into a float32 zero
+    vector, which torch refuses for float64 norms)."""
+    torch.manual_seed(0)
+    shared, head = nn.Linear(6, 6).double(), nn.Linear(6, 3).double()
+    model = nn.ModuleDict({"shared": shared, "head": head})
+    outs = []
+
+    def forward(x):
+        for _ in range(3):
+            h = shared(x)
+            h.retain_grad()
+            outs.append(h)
+            x = torch.relu(h)
+        return head(x)
+
+    model.forward = forward   # called through the model, so its hooks run
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,))
+    with gl.GradientMonitor(model) as monitor:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        monitor.step()
+    by_hand = sum(h.grad.norm() ** 2 for h in outs).sqrt().item()
+    assert monitor.record().out_grad_norm[0, 0].item() == pytest.approx(
+        by_hand, rel=1e-6)

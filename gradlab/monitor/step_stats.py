@@ -135,10 +135,11 @@ class StepStats:
             if len(set(at)) == len(at):
                 add(OUT, at, norms)
             else:  # a matrix used by several calls: add their squares
-                squares = torch.zeros(n, device=d.device).index_add_(
-                    0, table.index(at), torch.stack(norms).square())
+                calls = torch.stack(norms).square()
+                squares = calls.new_zeros(n).index_add_(
+                    0, table.index(at), calls)
                 used = table.index(tuple(sorted(set(at))))
-                d[OUT].index_copy_(0, used, squares[used].sqrt())
+                d[OUT].index_copy_(0, used, squares[used].sqrt().to(d.dtype))
         add(SUM, self.moment_rows, self.sums)
         add(SQ, self.moment_rows, self.squares)
         for channel, entries in ((SAT, self.saturated), (ALIVE, self.alive)):
